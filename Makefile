@@ -1,0 +1,18 @@
+# The two commands of the README. Both first install what is missing (scripts/install.py:
+# the pinned CPU torch when torch is absent, then this package with its dev extra).
+PYTHON ?= python3
+
+.PHONY: install course test lint
+
+install:
+	$(PYTHON) scripts/install.py
+
+course: install
+	$(PYTHON) -m interp_lib.course --no-install
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m nbstripout --verify notebooks/*.ipynb
+
+test: install lint
+	$(PYTHON) -m pytest -n 2 --dist loadscope --nbval-lax --nbval-current-env tests notebooks

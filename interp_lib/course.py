@@ -1,0 +1,177 @@
+"""Run the whole course headless: ``python -m interp_lib.course``.
+
+Installs what is missing (from a checkout: ``scripts/install.py``), picks the model once for
+all notebooks, executes every notebook in ``notebooks/`` in a fresh kernel, writes the executed
+notebooks and HTML pages into ``build/``, and prints a table of notebook, status and seconds.
+
+Model choice, made once and passed to every kernel through ``INTERP_MODEL``: ``--model`` if
+given, else ``$INTERP_MODEL``, else :func:`interp_lib.models.resolve_model` (gpt2-small when
+reachable, else the course model). While no course model is shipped and nothing else can be
+had offline, a tiny random-init GPT-2 is written to ``build/models/`` and used, with a notice:
+the notebooks then run end to end but their numbers mean nothing.
+
+This module imports only the standard library at the top, so it can start on a machine
+where torch and TransformerLens are not installed yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["NotebookResult", "main", "prepare_environment", "run_notebook"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKOUT = PACKAGE_DIR.parent
+
+
+@dataclass
+class NotebookResult:
+    """One notebook's run: name, "ok" or "failed", seconds, and the error's last line."""
+
+    name: str
+    status: str
+    seconds: float
+    error: str = ""
+    html: Path | None = None
+
+
+def _ensure_installed() -> None:
+    script = CHECKOUT / "scripts" / "install.py"
+    if script.is_file() and (CHECKOUT / "pyproject.toml").is_file():
+        subprocess.run([sys.executable, str(script)], check=True)
+
+
+def prepare_environment(build_dir: Path, model: str | None = None) -> str:
+    """Choose the model once and export it (and offline hints) for the notebook kernels.
+
+    Returns a one-line description of the choice. Sets ``INTERP_MODEL``; sets
+    ``HF_HUB_OFFLINE=1`` when the Hub does not answer, so kernels skip the probe.
+    """
+    from interp_lib import models, network
+    from interp_lib.testing import save_tiny_gpt2
+
+    if model:
+        os.environ[models.ENV_VAR] = model
+    if not network.hub_reachable():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        choice = models.resolve_model(None)
+    except models.ModelNotAvailableError:
+        if os.environ.get(models.ENV_VAR):
+            raise
+        path = build_dir / "models" / "tiny-random-gpt2"
+        if not (path / "config.json").is_file():
+            save_tiny_gpt2(path, n_layers=2, d_model=64, n_heads=4, n_ctx=128)
+        os.environ[models.ENV_VAR] = str(path)
+        return (
+            f"model: tiny random-init GPT-2 at {path} (offline, gpt2-small not cached, and this "
+            "interp_lib ships no course model yet: notebooks run, but their numbers mean nothing)"
+        )
+    # Kernels then load this name without probing again (HF_HUB_OFFLINE is set when offline).
+    os.environ[models.ENV_VAR] = choice.name
+    return f"model: {choice.name} ({choice.reason})"
+
+
+def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> NotebookResult:
+    """Execute one notebook in a fresh kernel; write ``NAME.ipynb`` and ``NAME.html``."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError) as err:
+        status = "failed"
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        error = lines[-1] if lines else type(err).__name__
+    seconds = time.perf_counter() - start
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out_dir / "notebooks" / path.name)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html_path = out_dir / f"{path.stem}.html"
+    html_path.write_text(body, encoding="utf-8")
+    return NotebookResult(path.stem, status, seconds, error, html_path)
+
+
+def _table(results: list[NotebookResult]) -> str:
+    width = max([len("notebook")] + [len(r.name) for r in results])
+    rows = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}", "-" * (width + 17)]
+    for r in results:
+        rows.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}"
+                    + (f"  {r.error}" if r.error else ""))
+    return "\n".join(rows)
+
+
+def _write_index(results: list[NotebookResult], out_dir: Path, model_line: str) -> Path:
+    import html
+
+    items = "\n".join(
+        f'<li><a href="{r.html.name}">{html.escape(r.name)}</a> ({r.status}, {r.seconds:.1f} s)'
+        "</li>"
+        for r in results
+        if r.html is not None
+    )
+    index = out_dir / "index.html"
+    index.write_text(
+        "<!DOCTYPE html>\n<meta charset='utf-8'>\n<title>interp-course</title>\n"
+        f"<h1>interp-course</h1>\n<p>{html.escape(model_line)}</p>\n<ul>\n{items}\n</ul>\n",
+        encoding="utf-8",
+    )
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m interp_lib.course",
+        description="Execute every course notebook headless and write HTML pages to build/.",
+    )
+    parser.add_argument("notebooks", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
+    parser.add_argument("--model", help="model for every notebook (default: as load_model())")
+    parser.add_argument("--out", default="build", help="output directory (default: build)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    parser.add_argument("--no-install", action="store_true", help="skip the install step")
+    args = parser.parse_args(argv)
+
+    if not args.no_install:
+        _ensure_installed()
+    paths = [Path(p) for p in args.notebooks] or sorted((CHECKOUT / "notebooks").glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    if not paths:
+        parser.error(f"no notebooks found in {CHECKOUT / 'notebooks'}")
+    out_dir = Path(args.out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Pages must work offline: inline circuitsvis's script once per page unless told otherwise.
+    os.environ.setdefault("INTERP_CIRCUITSVIS_MODE", "once")
+    model_line = prepare_environment(out_dir, args.model)
+    print(f"[course] {model_line}", flush=True)
+
+    results = []
+    for path in paths:
+        print(f"[course] running {path.name} ...", flush=True)
+        results.append(run_notebook(path.resolve(), out_dir, args.timeout))
+    index = _write_index(results, out_dir, model_line)
+    print(_table(results))
+    failed = sum(r.status != "ok" for r in results)
+    print(f"[course] {len(results) - failed} ok, {failed} failed; pages in {out_dir} "
+          f"(start at {index.name})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""Plotly figures with labelled axes, and a renderer that suits Colab, Jupyter and CI.
+
+Functions here only build figures (``plotly.graph_objects.Figure``); showing them is the
+caller's ``fig.show()``. Computation lives in the technique modules; these helpers take
+plain arrays or tensors plus their labels.
+
+Token labels repeat (" the" twice in a sentence), and plotly merges repeated category labels
+into one column, so axes are drawn at integer positions with the labels as tick text.
+
+>>> import numpy as np
+>>> from interp_lib.plotting import heatmap
+>>> fig = heatmap(np.eye(3), x_labels=["a", "b", "a"], y_labels=["L0", "L1", "L2"])
+>>> list(fig.layout.xaxis.ticktext)
+['a', 'b', 'a']
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+__all__ = ["as_numpy", "configure_plotly", "heatmap", "line_over_layers"]
+
+
+def as_numpy(values: Any, *, ndim: int | None = None, name: str = "values") -> np.ndarray:
+    """A float numpy copy of a tensor, array or nested list; checks ``ndim`` if given."""
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu().numpy()
+    array = np.asarray(values, dtype=float)
+    if ndim is not None and array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {tuple(array.shape)}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(array.shape)})")
+    return array
+
+
+def _labels(labels: Sequence[Any] | None, n: int, what: str) -> list[str]:
+    if labels is None:
+        return [str(i) for i in range(n)]
+    if isinstance(labels, str):
+        raise TypeError(f"{what} must be a sequence of labels, not a single string")
+    labels = [str(label) for label in labels]
+    if len(labels) != n:
+        raise ValueError(f"{what} has {len(labels)} labels but the data has {n} along that axis")
+    return labels
+
+
+def configure_plotly(renderer: str | None = None) -> str:
+    """Pick plotly's renderer for where the code runs, and return its name.
+
+    An explicit ``renderer`` or the ``PLOTLY_RENDERER`` environment variable wins. Otherwise
+    plotly's own choice stands (``colab`` in Colab, ``vscode`` in VS Code...), except in a plain
+    Jupyter kernel, where plotly stores only figure JSON: there ``plotly_mimetype+notebook``
+    also embeds plotly.js once per notebook, so figures survive HTML export and work offline.
+    """
+    if renderer is not None:
+        if renderer not in pio.renderers:
+            # a "+"-joined combination is validated part by part by plotly itself
+            parts = renderer.split("+")
+            unknown = [p for p in parts if p not in pio.renderers]
+            if unknown:
+                raise ValueError(
+                    f"Unknown plotly renderer(s) {unknown}; available: {list(pio.renderers)}"
+                )
+        pio.renderers.default = renderer
+    elif os.environ.get("PLOTLY_RENDERER"):
+        pio.renderers.default = os.environ["PLOTLY_RENDERER"]
+    elif pio.renderers.default == "plotly_mimetype" and "ipykernel" in sys.modules:
+        pio.renderers.default = "plotly_mimetype+notebook"
+    return pio.renderers.default
+
+
+def heatmap(
+    values: Any,
+    *,
+    x_labels: Sequence[Any] | None = None,
+    y_labels: Sequence[Any] | None = None,
+    title: str | None = None,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    colorbar_title: str | None = None,
+    zmid: float | None = None,
+    colorscale: str | None = None,
+    text: Sequence[Sequence[Any]] | None = None,
+    value_format: str = ".3g",
+) -> go.Figure:
+    """A 2-D heatmap of ``values[row, column]`` with labelled rows and columns.
+
+    Args:
+        values: ``[rows, columns]`` tensor or array; row 0 is drawn at the top.
+        x_labels / y_labels: one label per column / row (repeats allowed).
+        zmid: centre of a diverging colour scale (e.g. 0 for signed values).
+        text: optional ``[rows, columns]`` strings written in the cells.
+        value_format: d3 format of the value in the hover box.
+    """
+    array = as_numpy(values, ndim=2)
+    n_rows, n_cols = array.shape
+    xs = _labels(x_labels, n_cols, "x_labels")
+    ys = _labels(y_labels, n_rows, "y_labels")
+    if colorscale is None:
+        colorscale = "RdBu" if zmid is not None else "Viridis"
+    custom = np.empty((n_rows, n_cols, 2), dtype=object)
+    custom[..., 0] = np.array(ys, dtype=object)[:, None]
+    custom[..., 1] = np.array(xs, dtype=object)[None, :]
+    trace = go.Heatmap(
+        z=array,
+        x=list(range(n_cols)),
+        y=list(range(n_rows)),
+        zmid=zmid,
+        colorscale=colorscale,
+        reversescale=zmid is not None,
+        customdata=custom,
+        colorbar={"title": {"text": colorbar_title}} if colorbar_title else None,
+        hovertemplate=f"%{{customdata[0]}} · %{{customdata[1]}}<br>%{{z:{value_format}}}"
+        "<extra></extra>",
+    )
+    if text is not None:
+        cells = np.asarray(text, dtype=object)
+        if cells.shape != array.shape:
+            raise ValueError(f"text has shape {cells.shape}, values have {array.shape}")
+        trace.update(text=cells, texttemplate="%{text}")
+    fig = go.Figure(trace)
+    fig.update_layout(
+        title=title,
+        xaxis={"title": x_title, "tickmode": "array", "tickvals": list(range(n_cols)),
+               "ticktext": xs},
+        yaxis={"title": y_title, "tickmode": "array", "tickvals": list(range(n_rows)),
+               "ticktext": ys, "autorange": "reversed"},
+    )
+    return fig
+
+
+def line_over_layers(
+    series: Mapping[str, Any] | Any,
+    *,
+    layer_labels: Sequence[Any] | None = None,
+    series_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    x_title: str = "layer",
+    y_title: str | None = None,
+) -> go.Figure:
+    """Lines of a quantity over layers: one line per series.
+
+    Args:
+        series: ``{name: values over layers}``, or a ``[n_series, n_layers]`` array (then
+            ``series_labels`` names the rows), or one 1-D sequence.
+        layer_labels: one label per layer (e.g. ``["embed", "L0", ..., "final"]``).
+    """
+    if isinstance(series, Mapping):
+        if not series:
+            raise ValueError("series is empty: give at least one line")
+        names = [str(k) for k in series]
+        rows = [as_numpy(v, ndim=1, name=f"series {k!r}") for k, v in series.items()]
+        lengths = {len(r) for r in rows}
+        if len(lengths) != 1:
+            raise ValueError(f"all series must have the same length, got lengths {sorted(lengths)}")
+    else:
+        array = as_numpy(series, name="series")
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2:
+            raise ValueError(f"series must be 1-D or 2-D, got shape {tuple(array.shape)}")
+        rows = list(array)
+        names = _labels(series_labels, len(rows), "series_labels")
+    n_layers = len(rows[0])
+    xs = _labels(layer_labels, n_layers, "layer_labels")
+    fig = go.Figure()
+    for name, row in zip(names, rows, strict=True):
+        fig.add_trace(go.Scatter(x=list(range(n_layers)), y=row, mode="lines+markers", name=name,
+                                 customdata=xs,
+                                 hovertemplate="%{customdata}: %{y:.4g}<extra>" + name
+                                 + "</extra>"))
+    fig.update_layout(
+        title=title,
+        xaxis={"title": x_title, "tickmode": "array", "tickvals": list(range(n_layers)),
+               "ticktext": xs},
+        yaxis={"title": y_title},
+    )
+    return fig

@@ -1,0 +1,70 @@
+"""The course runner: model choice, executing notebooks, pages and the summary table."""
+
+import os
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from interp_lib import course, models
+
+
+def _write(path, *sources):
+    nb = new_notebook(cells=[new_markdown_cell("# t")] + [new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def no_course_model(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "course_model_dir", lambda: tmp_path / "absent")
+
+
+def test_explicit_model_is_exported(tmp_path, tiny_model_dir, monkeypatch):
+    line = course.prepare_environment(tmp_path, model=str(tiny_model_dir))
+    assert os.environ["INTERP_MODEL"] == str(tiny_model_dir)
+    assert str(tiny_model_dir) in line
+
+
+def test_offline_without_course_model_writes_and_exports_a_tiny_model(
+        tmp_path, offline_hub, no_course_model):
+    line = course.prepare_environment(tmp_path)
+    path = tmp_path / "models" / "tiny-random-gpt2"
+    assert os.environ["INTERP_MODEL"] == str(path)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert "random-init" in line and "mean nothing" in line
+    assert models.resolve_model(None).source == str(path.resolve())
+
+
+def test_a_bad_interp_model_is_not_papered_over(tmp_path, monkeypatch, offline_hub):
+    monkeypatch.setenv("INTERP_MODEL", "org/not-cached")
+    with pytest.raises(models.ModelNotAvailableError):
+        course.prepare_environment(tmp_path)
+
+
+def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsys):
+    good = _write(tmp_path / "01_good.ipynb", "x = 1 + 1\nassert x == 2\nprint('ran')")
+    bad = _write(tmp_path / "02_bad.ipynb", "assert 1 == 2, 'a false claim'")
+    out = tmp_path / "build"
+    code = course.main([str(good), str(bad), "--no-install", "--out", str(out),
+                        "--model", str(tiny_model_dir)])
+    assert code == 1  # one notebook failed
+    assert (out / "01_good.html").is_file() and (out / "02_bad.html").is_file()
+    executed = nbformat.read(out / "notebooks" / "01_good.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0]["text"] == "ran\n"
+    assert "ran" in (out / "01_good.html").read_text()
+    index = (out / "index.html").read_text()
+    assert 'href="01_good.html"' in index and "failed" in index
+    report = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1] for line in report.splitlines()
+            if line.startswith(("01_good", "02_bad"))}
+    assert rows == {"01_good": "ok", "02_bad": "failed"}
+    assert "a false claim" in report
+    assert "1 ok, 1 failed" in report
+
+
+def test_missing_notebook_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit):
+        course.main([str(tmp_path / "nope.ipynb"), "--no-install"])
