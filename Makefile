@@ -15,4 +15,5 @@ lint:
 	$(PYTHON) -m nbstripout --verify notebooks/*.ipynb
 
 test: install lint
-	$(PYTHON) -m pytest -n 2 --dist loadscope --nbval-lax --nbval-current-env tests notebooks
+	$(PYTHON) -m pytest -n 2 --dist loadscope --nbval-lax --nbval-current-env \
+		--doctest-modules interp_lib tests notebooks

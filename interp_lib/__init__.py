@@ -4,8 +4,8 @@ Heavy dependencies (torch, TransformerLens) are imported on first use, so that
 ``python -m interp_lib.course`` can start on a machine where they are not installed yet.
 
 >>> import interp_lib
->>> sorted(interp_lib.__all__)[:3]
-['ModelNotAvailableError', 'attention_heads', 'heatmap']
+>>> interp_lib.load_model is interp_lib.models.load_model
+True
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ __all__ = [
     "resolve_model",
     "setup_notebook",
 ]
-assert sorted(_EXPORTS) == __all__
 
 if TYPE_CHECKING:  # pragma: no cover
     from interp_lib.models import (

@@ -24,8 +24,15 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+import torch
+from jaxtyping import Float
 
 __all__ = ["as_numpy", "configure_plotly", "heatmap", "line_over_layers"]
+
+#: A ``[rows, columns]`` grid of numbers: a tensor, an array or nested lists.
+Grid = Float[torch.Tensor, "rows cols"] | Float[np.ndarray, "rows cols"] | Sequence[Sequence[float]]
+#: Values over layers: one row per series (or a single 1-D series).
+Series = Float[torch.Tensor, "*series layer"] | Float[np.ndarray, "*series layer"] | Sequence[float]
 
 
 def as_numpy(values: Any, *, ndim: int | None = None, name: str = "values") -> np.ndarray:
@@ -77,7 +84,7 @@ def configure_plotly(renderer: str | None = None) -> str:
 
 
 def heatmap(
-    values: Any,
+    values: Grid,
     *,
     x_labels: Sequence[Any] | None = None,
     y_labels: Sequence[Any] | None = None,
@@ -137,7 +144,7 @@ def heatmap(
 
 
 def line_over_layers(
-    series: Mapping[str, Any] | Any,
+    series: Mapping[str, Series] | Series,
     *,
     layer_labels: Sequence[Any] | None = None,
     series_labels: Sequence[str] | None = None,

@@ -30,12 +30,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import torch
+from jaxtyping import Float
+
 from interp_lib import network
 from interp_lib.plotting import as_numpy
 
 __all__ = ["CircuitsVisView", "attention_heads", "choose_mode", "colored_tokens", "reset"]
 
 Mode = Literal["cdn", "once", "inline"]
+#: Attention patterns ``[head, dest, src]`` (or ``[dest, src]``, or ``[1, head, dest, src]``).
+Patterns = Float[torch.Tensor, "*head dest src"] | Float[np.ndarray, "*head dest src"]
 MODES: tuple[str, ...] = ("cdn", "once", "inline")
 
 _state = {"bundle_emitted": False}
@@ -154,7 +160,7 @@ def _tokens(tokens: Any, n: int, what: str) -> list[str]:
 
 
 def attention_heads(
-    attention: Any,
+    attention: Patterns,
     tokens: list[str],
     head_names: list[str] | None = None,
     *,
@@ -199,7 +205,12 @@ def attention_heads(
     return CircuitsVisView("AttentionHeads", props, mode)
 
 
-def colored_tokens(values: Any, tokens: list[str], *, mode: Mode | None = None) -> CircuitsVisView:
+def colored_tokens(
+    values: Float[torch.Tensor, " pos"] | Float[np.ndarray, " pos"] | list[float],
+    tokens: list[str],
+    *,
+    mode: Mode | None = None,
+) -> CircuitsVisView:
     """circuitsvis's ``ColoredTokens``: each token shaded by its value (one value per token)."""
     array = as_numpy(values, ndim=1, name="values")
     tokens = _tokens(tokens, len(array), "tokens")

@@ -79,8 +79,9 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_makefile_test_target_runs_nbval_as_specified():
-    makefile = (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
     line = next(ln for ln in makefile.splitlines() if "-m pytest" in ln)
-    for flag in ("--nbval-lax", "--nbval-current-env", "-n 2", "--dist loadscope", "notebooks"):
+    for flag in ("--nbval-lax", "--nbval-current-env", "-n 2", "--dist loadscope",
+                 "--doctest-modules interp_lib", "tests notebooks"):
         assert flag in line
     assert "nbstripout --verify" in makefile and "ruff check" in makefile
