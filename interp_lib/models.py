@@ -165,9 +165,7 @@ def _resolve_named(name: str) -> ModelChoice:
     repo_id = ALIASES.get(stripped, stripped)
     if not _HUB_ID.match(repo_id):
         raise ValueError(f"Unknown model name {name!r}. Accepted: {ACCEPTED}.")
-    label = stripped if stripped in ALIASES else repo_id
-    if label == "gpt2":
-        label = "gpt2-small"
+    label = "gpt2-small" if stripped in ALIASES else repo_id
     snapshot = _cached_snapshot(repo_id)
     if network.hub_reachable():
         return ModelChoice(label, repo_id, "hub", "from the Hugging Face Hub")
