@@ -33,6 +33,7 @@ Example (offline-safe: builds a tiny random-init model in a temporary directory)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -290,4 +291,26 @@ def load_model(
         )
     bridge.enable_compatibility_mode()
     bridge.eval()
+    _apply_settings(bridge, choice)
     return bridge
+
+
+#: Settings a model directory may carry in ``interp_lib.json`` (how the model was trained).
+SETTINGS_FILE = "interp_lib.json"
+_SETTINGS = {"default_prepend_bos": bool}
+
+
+def _apply_settings(bridge: TransformerBridge, choice: ModelChoice) -> None:
+    """Apply ``interp_lib.json`` from a local model directory, e.g. that the course model was
+    trained with BOS first (TransformerLens's GPT-NeoX adapter assumes Pythia, trained without)."""
+    if choice.kind == "hub" and not Path(choice.source).is_dir():
+        return
+    path = Path(choice.source) / SETTINGS_FILE
+    if not path.is_file():
+        return
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    for key, kind in _SETTINGS.items():
+        if key in settings:
+            if not isinstance(settings[key], kind):
+                raise ValueError(f"{path}: {key} must be a {kind.__name__}, got {settings[key]!r}")
+            setattr(bridge.cfg, key, settings[key])

@@ -173,8 +173,15 @@ def test_interp_model_with_a_bad_value_is_an_error(monkeypatch, no_boot):
         load_model()
 
 
-def test_shipped_course_model_loads_if_present():
-    if not models.course_model_available():
-        pytest.skip("this version of interp_lib ships no course model yet")
-    model = load_model("course", device="cpu")
-    assert not model.training and model.compatibility_mode
+def test_model_directory_settings_are_applied(tmp_path, tiny_model_dir):
+    path = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, path)
+    assert load_model(str(path)).cfg.default_prepend_bos  # GPT-2: BOS first by default
+    (path / models.SETTINGS_FILE).write_text('{"default_prepend_bos": false}')
+    model = load_model(str(path))
+    assert model.cfg.default_prepend_bos is False
+    without, with_bos = model.to_tokens("The cat"), model.to_tokens("The cat", prepend_bos=True)
+    assert torch.equal(without[0], with_bos[0, 1:])
+    (path / models.SETTINGS_FILE).write_text('{"default_prepend_bos": "yes"}')
+    with pytest.raises(ValueError, match="default_prepend_bos must be a bool"):
+        load_model(str(path))

@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Train the course model: a small GPT-NeoX (rotary) language model on public-domain English.
+
+Reproducible and resumable: every batch is a function of (seed, step) alone, and a checkpoint
+(model, optimiser, step) is written every ``--eval-every`` steps, so a run stopped at any point
+continues where it stopped when the same command is run again. Logs go to ``OUT/train_log.jsonl``.
+
+Steps: read the corpora fetched by ``scripts/fetch_corpus.py`` (``data/raw``), split them by
+document (every 20th document held out), train a byte-level BPE tokenizer on the training split,
+tokenize, train, then write the shipped files (``--ship DIR``: config, float16 safetensors,
+tokenizer, ``interp_lib.json``, held-out sample, ``metrics.json``).
+
+Batch mixture (the course needs in-context copying, which plain text teaches slowly):
+- ``natural``: a window of running text;
+- ``span``: a window of running text in which a span of 10-60 tokens is copied further on;
+- ``random``: BOS + n random tokens repeated to fill the window (n from 8 to 64), the loss taken
+  only where the sequence is predictable (from the first token of the second copy on).
+
+Usage::
+
+    python scripts/fetch_corpus.py
+    python scripts/train_course_model.py --out data/run --ship interp_lib/course_model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fetch_corpus import PACKAGES, documents  # noqa: E402
+
+BOS = "<|endoftext|>"
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    vocab_size: int = 8192
+    n_layers: int = 4
+    d_model: int = 256
+    n_heads: int = 8
+    d_mlp: int = 1024
+    n_ctx: int = 256
+    batch: int = 16
+    steps: int = 3600
+    lr: float = 2e-3
+    warmup: int = 200
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    mix_natural: int = 8
+    mix_span: int = 4
+    mix_random: int = 4
+    heldout_every: int = 20
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_split(raw: Path, every: int) -> tuple[list[str], list[str], list[str]]:
+    """Documents of both corpora, split by document: ``(train, heldout, heldout_names)``."""
+    train, heldout, names = [], [], []
+    for package, version in PACKAGES.items():
+        tarball = raw / f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+        if not tarball.is_file():
+            raise SystemExit(f"{tarball} is missing: run `python scripts/fetch_corpus.py` first")
+        for i, (name, text) in enumerate(documents(tarball).items()):
+            if i % every == every // 2:
+                heldout.append(text)
+                names.append(f"{package}:{name}")
+            else:
+                train.append(text)
+    return train, heldout, names
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=BOS,
+                                   unk_token=BOS)
+
+
+def token_stream(tokenizer, texts: list[str]) -> np.ndarray:
+    """All documents' tokens, each document followed by the end-of-text token."""
+    eos = tokenizer.convert_tokens_to_ids(BOS)
+    pieces = []
+    for ids in tokenizer(texts)["input_ids"]:
+        pieces.append(np.asarray(ids, dtype=np.int32))
+        pieces.append(np.asarray([eos], dtype=np.int32))
+    return np.concatenate(pieces)
+
+
+def make_batch(stream: np.ndarray, cfg: Config, step: int, bos: int):
+    """``(input_ids, labels)`` for one step; a function of (seed, step) only."""
+    rng = np.random.default_rng([cfg.seed, step])
+    n_ctx = cfg.n_ctx
+    rows, labels = [], []
+    kinds = ["natural"] * cfg.mix_natural + ["span"] * cfg.mix_span + ["random"] * cfg.mix_random
+    for kind in kinds:
+        if kind == "random":
+            n = int(rng.integers(8, 65))
+            half = rng.integers(1, cfg.vocab_size, size=n)
+            body = np.resize(half, n_ctx - 1)
+            row = np.concatenate([[bos], body])
+            label = row.copy()
+            label[: n + 2] = -100  # unpredictable: BOS, the first copy, the second copy's start
+        else:
+            start = int(rng.integers(0, len(stream) - n_ctx))
+            row = np.concatenate([[bos], stream[start: start + n_ctx - 1]])
+            if kind == "span":
+                k = int(rng.integers(10, 61))
+                a = int(rng.integers(1, n_ctx - 2 * k - 1))
+                b = int(rng.integers(a + k, n_ctx - k + 1))
+                row[b: b + k] = row[a: a + k]
+            label = row.copy()
+            label[0] = -100
+        rows.append(row)
+        labels.append(label)
+    return (torch.as_tensor(np.stack(rows), dtype=torch.long),
+            torch.as_tensor(np.stack(labels), dtype=torch.long))
+
+
+# ---------------------------------------------------------------- model and evaluation
+
+
+def build_model(cfg: Config, bos: int):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    config = GPTNeoXConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads, intermediate_size=cfg.d_mlp,
+        max_position_embeddings=cfg.n_ctx, rotary_pct=1.0, use_parallel_residual=False,
+        tie_word_embeddings=False, bos_token_id=bos, eos_token_id=bos,
+        hidden_dropout=0.0, attention_dropout=0.0, attn_implementation="sdpa",
+    )
+    return GPTNeoXForCausalLM(config)
+
+
+@torch.no_grad()
+def heldout_loss(model, stream: np.ndarray, cfg: Config, bos: int, n_windows: int = 64) -> float:
+    """Mean next-token loss on evenly spaced windows of the held-out stream (BOS first)."""
+    starts = np.linspace(0, len(stream) - cfg.n_ctx, n_windows).astype(int)
+    total, count = 0.0, 0
+    for chunk in np.array_split(starts, max(1, n_windows // 16)):
+        ids = torch.as_tensor(np.stack([np.concatenate([[bos], stream[s: s + cfg.n_ctx - 1]])
+                                        for s in chunk]), dtype=torch.long)
+        logits = model(ids).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 ids[:, 1:].reshape(-1), reduction="sum")
+        total += loss.item()
+        count += ids[:, 1:].numel()
+    return total / count
+
+
+def unigram_loss(train: np.ndarray, heldout: np.ndarray, vocab: int) -> float:
+    """Loss of the add-one unigram model of the training tokens, on the held-out tokens."""
+    counts = np.bincount(train, minlength=vocab).astype(float) + 1.0
+    log_p = np.log(counts / counts.sum())
+    return float(-log_p[heldout].mean())
+
+
+@torch.no_grad()
+def repeat_metrics(model, cfg: Config, bos: int, n: int = 50, batch: int = 8) -> dict:
+    """Head scores and per-half loss on BOS + n random tokens + the same n tokens."""
+    gen = torch.Generator().manual_seed(1234)
+    half = torch.randint(1, cfg.vocab_size, (batch, n), generator=gen)
+    ids = torch.cat([torch.full((batch, 1), bos), half, half], dim=1)
+    model.set_attn_implementation("eager")
+    out = model(ids, output_attentions=True)
+    model.set_attn_implementation("sdpa")
+    log_probs = out.logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+    first, second = -log_probs[:, :n].mean().item(), -log_probs[:, n:].mean().item()
+    prev, induction = [], []
+    for pattern in out.attentions:  # [batch, head, query, key]
+        prev.append(pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean((0, -1)))
+        induction.append(pattern.diagonal(offset=1 - n, dim1=-2, dim2=-1)[..., 1:].mean((0, -1)))
+    prev, induction = torch.stack(prev), torch.stack(induction)  # [layer, head]
+
+    def best(scores):
+        flat = int(scores.argmax())
+        return f"{flat // scores.shape[1]}.{flat % scores.shape[1]}", float(scores.max())
+
+    (prev_head, prev_score), (ind_head, ind_score) = best(prev), best(induction)
+    return {"loss_first_half": first, "loss_second_half": second,
+            "best_prev_token_head": prev_head, "prev_token_score": prev_score,
+            "best_induction_head": ind_head, "induction_score": ind_score,
+            "prev_token_scores": prev.tolist(), "induction_scores": induction.tolist()}
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+# ---------------------------------------------------------------- main
+
+
+def prepare(cfg: Config, raw: Path, out: Path):
+    """Tokenizer and token streams, cached in ``out`` (deterministic from the corpora)."""
+    from transformers import AutoTokenizer
+
+    tok_dir = out / "tokenizer"
+    train_docs, heldout_docs, heldout_names = load_split(raw, cfg.heldout_every)
+    if not (tok_dir / "tokenizer.json").is_file():
+        tokenizer = train_tokenizer(train_docs, cfg.vocab_size)
+        tokenizer.model_max_length = cfg.n_ctx
+        tokenizer.save_pretrained(tok_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    cache = out / "tokens.npz"
+    if not cache.is_file():
+        np.savez(cache, train=token_stream(tokenizer, train_docs),
+                 heldout=token_stream(tokenizer, heldout_docs))
+    arrays = np.load(cache)
+    return tokenizer, arrays["train"], arrays["heldout"], heldout_docs, heldout_names
+
+
+def ship(model, tokenizer, cfg: Config, out: Path, ship_dir: Path, heldout_docs, heldout_names,
+         metrics: dict) -> None:
+    ship_dir.mkdir(parents=True, exist_ok=True)
+    model.config.attn_implementation = "eager"
+    model.to(torch.float16).save_pretrained(ship_dir)
+    model.to(torch.float32)
+    tokenizer.save_pretrained(ship_dir)
+    (ship_dir / "interp_lib.json").write_text(json.dumps(
+        {"default_prepend_bos": True, "name": "course"}, indent=2) + "\n")
+    sample = "\n\n".join(heldout_docs[:3])[:60_000]
+    (ship_dir / "heldout_sample.txt").write_text(sample + "\n", encoding="utf-8")
+    (ship_dir / "metrics.json").write_text(json.dumps(
+        {"config": asdict(cfg), "heldout_documents": heldout_names, **metrics}, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", default="data/raw", help="fetched tarballs (data/raw)")
+    parser.add_argument("--out", default="data/run", help="run folder: checkpoints and logs")
+    parser.add_argument("--ship", help="write the shipped model files to this folder at the end")
+    parser.add_argument("--steps", type=int, help="override the number of steps")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a Config field, e.g. --set lr=1e-3 (repeatable)")
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    args = parser.parse_args(argv)
+    cfg = Config()
+    if args.steps:
+        cfg.steps = args.steps
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in Config.__dataclass_fields__:
+            fields = list(Config.__dataclass_fields__)
+            parser.error(f"unknown Config field {key!r}; fields: {fields}")
+        setattr(cfg, key, type(getattr(cfg, key))(value))
+    print(f"config: {asdict(cfg)}", flush=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tokenizer, train, heldout, heldout_docs, heldout_names = prepare(cfg, Path(args.raw), out)
+    bos = tokenizer.convert_tokens_to_ids(BOS)
+    print(f"train tokens {len(train):,}; held-out tokens {len(heldout):,}; "
+          f"vocab {len(tokenizer)}", flush=True)
+    model = build_model(cfg, bos)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+    ckpt = out / "checkpoint.pt"
+    step, elapsed = 0, 0.0
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+        print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
+    log = (out / "train_log.jsonl").open("a")
+    model.train()
+    train_loss = []
+    start = time.perf_counter() - elapsed
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        ids, labels = make_batch(train, cfg, step, bos)
+        loss = model(ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        train_loss.append(loss.item())
+        step += 1
+        if step % args.eval_every == 0 or step == cfg.steps:
+            model.eval()
+            record = {"step": step, "tokens": step * cfg.batch * cfg.n_ctx,
+                      "minutes": (time.perf_counter() - start) / 60,
+                      "train_loss": float(np.mean(train_loss)),
+                      "heldout_loss": heldout_loss(model, heldout, cfg, bos),
+                      **{k: v for k, v in repeat_metrics(model, cfg, bos).items()
+                         if not k.endswith("_scores")}}
+            model.train()
+            train_loss = []
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                              for k, v in record.items()}), flush=True)
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "elapsed": time.perf_counter() - start}, ckpt)
+    model.eval()
+    if args.ship:
+        metrics = {"heldout_loss": heldout_loss(model, heldout, cfg, bos),
+                   "unigram_heldout_loss": unigram_loss(train, heldout, len(tokenizer)),
+                   "train_minutes": (time.perf_counter() - start) / 60,
+                   "train_tokens": cfg.steps * cfg.batch * cfg.n_ctx,
+                   "log": [json.loads(line) for line in (out / "train_log.jsonl").open()]}
+        ship(model, tokenizer, cfg, out, Path(args.ship), heldout_docs, heldout_names, metrics)
+        print(f"shipped to {args.ship}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
