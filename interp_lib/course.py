@@ -2,7 +2,9 @@
 
 Installs what is missing (from a checkout: ``scripts/install.py``), picks the model once for
 all notebooks, executes every notebook in ``notebooks/`` in a fresh kernel, writes the executed
-notebooks and HTML pages into ``build/``, and prints a table of notebook, status and seconds.
+notebooks and HTML pages into ``build/`` (``NAME.html``, a code-hidden ``lecture/NAME.html``
+and ``index.html``, all working offline: :mod:`interp_lib.pages`), and prints a table of
+notebook, status, seconds and page size.
 
 Model choice, made once and passed to every kernel through ``INTERP_MODEL``: ``--model`` if
 given, else ``$INTERP_MODEL``, else :func:`interp_lib.models.resolve_model` (gpt2-small when
@@ -39,6 +41,8 @@ class NotebookResult:
     seconds: float
     error: str = ""
     html: Path | None = None
+    lecture: Path | None = None
+    info: object = None
 
 
 def _ensure_installed() -> None:
@@ -83,7 +87,8 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> NotebookResul
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
-    from nbconvert import HTMLExporter
+
+    from interp_lib.pages import export_pages, notebook_info
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -101,37 +106,28 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> NotebookResul
     seconds = time.perf_counter() - start
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_dir / "notebooks" / path.name)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    html_path = out_dir / f"{path.stem}.html"
-    html_path.write_text(body, encoding="utf-8")
-    return NotebookResult(path.stem, status, seconds, error, html_path)
+    page, lecture = export_pages(nb, out_dir, path.stem)
+    return NotebookResult(path.stem, status, seconds, error, page, lecture,
+                          notebook_info(nb, path.stem))
 
 
 def _table(results: list[NotebookResult]) -> str:
     width = max([len("notebook")] + [len(r.name) for r in results])
-    rows = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}", "-" * (width + 17)]
+    rows = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  {'page MB':>7}",
+            "-" * (width + 26)]
     for r in results:
-        rows.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}"
+        size = r.html.stat().st_size / 2**20 if r.html is not None else float("nan")
+        rows.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {size:7.1f}"
                     + (f"  {r.error}" if r.error else ""))
     return "\n".join(rows)
 
 
 def _write_index(results: list[NotebookResult], out_dir: Path, model_line: str) -> Path:
-    import html
+    from interp_lib.pages import write_index
 
-    items = "\n".join(
-        f'<li><a href="{r.html.name}">{html.escape(r.name)}</a> ({r.status}, {r.seconds:.1f} s)'
-        "</li>"
-        for r in results
-        if r.html is not None
-    )
-    index = out_dir / "index.html"
-    index.write_text(
-        "<!DOCTYPE html>\n<meta charset='utf-8'>\n<title>interp-course</title>\n"
-        f"<h1>interp-course</h1>\n<p>{html.escape(model_line)}</p>\n<ul>\n{items}\n</ul>\n",
-        encoding="utf-8",
-    )
-    return index
+    entries = [{"info": r.info, "page": r.html, "lecture": r.lecture, "status": r.status,
+                "seconds": r.seconds} for r in results if r.html is not None]
+    return write_index(entries, out_dir, model_line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,9 @@ import torch
 REPEAT_N, REPEAT_BATCH, REPEAT_SEED = 50, 8, 1234
 
 
-def retrain_command(config: dict) -> str:
-    """The training command that reproduces ``config`` (fields that differ from the defaults)."""
+def retrain_command(config: dict, trained_steps: int | None = None) -> str:
+    """The training command that reproduces ``config`` (fields that differ from the defaults),
+    stopping at ``trained_steps`` when training stopped before the schedule's end."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,15 +35,10 @@ def retrain_command(config: dict) -> str:
     flags = [f" --set {key}={value}" for key, value in config.items()
              if getattr(defaults, key) != value and key != "steps"]
     steps = f" --steps {config['steps']}" if config["steps"] != defaults.steps else ""
+    stop = (f" --stop-at {trained_steps}"
+            if trained_steps is not None and trained_steps < config["steps"] else "")
     return ("python scripts/train_course_model.py --out data/run --ship interp_lib/course_model"
-            + steps + "".join(flags))
-
-
-def repeated_tokens(d_vocab: int, bos: int, n: int = REPEAT_N, batch: int = REPEAT_BATCH,
-                    seed: int = REPEAT_SEED) -> torch.Tensor:
-    """BOS + n random tokens + the same n tokens (ids from 1: 0 is the special token)."""
-    half = torch.randint(1, d_vocab, (batch, n), generator=torch.Generator().manual_seed(seed))
-    return torch.cat([torch.full((batch, 1), bos), half, half], dim=1)
+            + steps + stop + "".join(flags))
 
 
 def sample_windows(tokenizer, text: str, n_ctx: int, bos: int) -> torch.Tensor:
@@ -71,15 +67,11 @@ def measure(folder: Path) -> dict:
               for chunk in windows.split(8)]
     sample_loss = torch.cat([loss.flatten() for loss in losses]).mean().item()
 
-    ids = repeated_tokens(cfg.d_vocab, bos)
-    logits, cache = model.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_pattern"))
-    log_probs = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
-    n = REPEAT_N
-    prev = torch.stack([cache["pattern", layer].diagonal(-1, -2, -1).mean((0, -1))
-                        for layer in range(cfg.n_layers)])
-    induction = torch.stack([cache["pattern", layer].diagonal(1 - n, -2, -1)[..., 1:].mean((0, -1))
-                             for layer in range(cfg.n_layers)])
-    top1 = logits[:, :-1].argmax(-1) == ids[:, 1:]
+    from interp_lib.heads import head_scores, repeat_performance, repeated_tokens
+
+    ids = repeated_tokens(model, n=REPEAT_N, batch=REPEAT_BATCH, seed=REPEAT_SEED)
+    perf = repeat_performance(model, ids)
+    scores = head_scores(model, ids)
     return {
         "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model,
         "d_mlp": cfg.d_mlp, "d_vocab": cfg.d_vocab, "n_ctx": cfg.n_ctx,
@@ -87,12 +79,15 @@ def measure(folder: Path) -> dict:
         "load_seconds": load_seconds,
         "heldout_sample_tokens": int(windows[:, 1:].numel()),
         "heldout_sample_loss": sample_loss,
-        "repeat_loss_first_half": -log_probs[:, :n].mean().item(),
-        "repeat_loss_second_half": -log_probs[:, n:].mean().item(),
-        "repeat_accuracy_first_half": top1[:, :n].float().mean().item(),
-        "repeat_accuracy_second_half": top1[:, n:].float().mean().item(),
-        "prev_token_scores": prev.tolist(),
-        "induction_scores": induction.tolist(),
+        "repeat": {"n": REPEAT_N, "batch": REPEAT_BATCH, "seed": REPEAT_SEED},
+        "repeat_loss_first_half": perf.first_half_loss,
+        "repeat_loss_second_half": perf.second_half_loss,
+        "repeat_accuracy_first_half": perf.first_half_accuracy,
+        "repeat_accuracy_second_half": perf.second_half_accuracy,
+        "prev_token_scores": scores["previous_token"].tolist(),
+        "induction_scores": scores["induction"].tolist(),
+        "duplicate_token_scores": scores["duplicate_token"].tolist(),
+        "first_token_scores": scores["first_token"].tolist(),
     }
 
 
@@ -115,11 +110,15 @@ def render(card: dict, metrics: dict, manifest: list[dict]) -> str:
     heads = "\n".join(
         [f"| previous-token | {h} | {v:.3f} |" for h, v in _top(card["prev_token_scores"])]
         + [f"| induction | {h} | {v:.3f} |" for h, v in _top(card["induction_scores"])])
+    warm = (f"; the first {c['random_only_steps']} steps used only {c['warm_rows']} random "
+            f"sequences of {c['warm_len']} tokens (n below {c['warm_n_max']})"
+            if c.get("random_only_steps") else "")
     return f"""# The course model
 
-A small GPT-NeoX-architecture language model (rotary positions, LayerNorm, GELU MLPs, sequential
-attention then MLP) trained from scratch on public-domain English by
-`scripts/train_course_model.py`, so that every notebook of the course shows real behaviour offline.
+A small GPT-NeoX-architecture language model (rotary positions on a quarter of each head's
+dimensions as in Pythia, LayerNorm, GELU MLPs, sequential attention then MLP, tied embeddings)
+trained from scratch on public-domain English by `scripts/train_course_model.py`, so that every
+notebook of the course shows real behaviour offline.
 It is a teaching model: far weaker than GPT-2 small, and trained on a narrow corpus (political
 speeches and one novel).
 
@@ -154,22 +153,33 @@ GPT-NeoX adapter otherwise does not).
 
 ## Training
 
-Seed {c['seed']}; {c['steps']} steps of {c['batch']} sequences × {c['n_ctx']} tokens
-({metrics['train_tokens'] / 1e6:.1f} M tokens) in {metrics['train_minutes']:.0f} minutes on a
-2-core CPU. AdamW (β = 0.9, 0.95; weight decay {c['weight_decay']} on matrices), peak learning
+Seed {c['seed']}; {c['steps']} steps ({metrics['train_tokens'] / 1e6:.1f} M tokens) in
+{metrics['train_minutes']:.0f} minutes on a 2-core CPU; input and output embeddings tied
+({c['tie_embeddings']}).
+AdamW (β = 0.9, 0.95; weight decay {c['weight_decay']} on matrices), peak learning
 rate {c['lr']}, {c['warmup']} warm-up steps then cosine decay to {c['min_lr_ratio']:.0%}; gradient
 norm clipped at 1.
 
-Each batch mixes {c['mix_natural']} windows of running text, {c['mix_span']} windows of running
-text in which a span of 10–60 tokens is copied further on, and {c['mix_random']} sequences of
-BOS + n random tokens repeated to fill the window (n from 8 to 64; loss only from the first
-token of the second copy on). The copying data is there because in-context copying is what the
-course studies and plain text teaches it slowly.
+Each step averages two losses: {c['mix_natural']} windows of {c['text_len']} tokens of running
+text (plus {c['mix_span']} in which a span is copied further on), and {c['mix_random']} sequences
+of BOS + n random tokens repeated to fill {c['random_len']} tokens (n from {c['random_n_min']} to
+{c['random_n_max'] - 1}; loss only where the sequence is predictable, from the second token of
+the second copy on){warm}. In-context copying is what the course studies, and plain text teaches
+it slowly; steps are small and many because induction heads emerge after about
+10^5.7 × sqrt(batch × context) tokens (Aoyama, Wilcox and Schneider 2025, arXiv:2511.16893).
 
 Why GPT-NeoX rather than GPT-2: measured on this CPU at this size (4 × 256, 8k vocabulary,
 16 × 256 tokens a step), GPT-NeoX trained at 3,190 tokens/s against GPT-2's 1,670; and in the
 planning runs of the project's issue, a GPT-2 of this size had no previous-token head after 25
 minutes while a rotary model had one (0.51) after 14.
+
+What it took to get induction heads on a 2-core CPU (earlier runs of this script, all 4 × 256):
+text with a quarter of its rows copying spans, untied embeddings, peak learning rate 2e-3: no
+induction head after 35 minutes; half the rows repeated random tokens: none after 67 minutes;
+tied embeddings, learning rate 3e-3 and a warm-up on repeated random tokens alone gave a
+previous-token head (0.99) within 5 minutes but copying only over short distances while rotary
+covered every head dimension. The configuration above (rotary on a quarter of the dimensions,
+as in Pythia; small steps) is the one these weights come from.
 
 Loss curve (held-out: 64 evenly spaced windows of the held-out split; head scores on BOS + 50
 random tokens repeated, batch 8, best head in brackets):
@@ -190,8 +200,9 @@ random tokens repeated, batch 8, best head in brackets):
   top-1 accuracy {card['repeat_accuracy_first_half']:.2f} vs
   {card['repeat_accuracy_second_half']:.2f}.
 
-Notable heads ("layer.head"; previous-token score: mean attention to the previous position;
-induction score: mean attention from each second-half token to the token after its first copy):
+Notable heads ("layer.head"; scores from `interp_lib.heads.head_scores`: previous-token score,
+mean attention to the previous position; induction score, mean attention from each token whose
+token occurred before to the token after that earlier occurrence):
 
 | kind | head | score |
 |---|---|---|
@@ -204,7 +215,7 @@ the shipped files.
 
 ```bash
 python scripts/fetch_corpus.py
-{retrain_command(c)}
+{retrain_command(c, metrics.get('train_steps'))}
 python scripts/write_model_card.py interp_lib/course_model
 ```
 

@@ -42,10 +42,16 @@ def hf():
 
 
 @pytest.fixture(scope="module")
-def repeat_run(hf):
-    model, tokenizer = hf
-    script = _card_script()
-    ids = script.repeated_tokens(model.config.vocab_size, tokenizer.bos_token_id)
+def bridge():
+    return load_model("course", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def repeat_run(hf, bridge, card):
+    from interp_lib.heads import repeated_tokens
+
+    model, _ = hf
+    ids = repeated_tokens(bridge, **card["repeat"]).cpu()
     with torch.no_grad():
         out = model(ids, output_attentions=True)
     return ids, out
@@ -87,11 +93,21 @@ def test_heldout_loss_is_far_below_unigram():
 
 
 def test_head_scores_match_the_card(repeat_run, card):
+    """Recomputed from the Hugging Face attentions with plain torch, query by query."""
     ids, out = repeat_run
-    n = (ids.shape[1] - 1) // 2
+    seq = ids.shape[1]
     prev = torch.stack([p.diagonal(-1, -2, -1).mean((0, -1)) for p in out.attentions])
-    induction = torch.stack([p.diagonal(1 - n, -2, -1)[..., 1:].mean((0, -1))
-                             for p in out.attentions])
+    # induction: from each query whose token occurred before, the attention on the keys right
+    # after its earlier occurrences
+    mass = torch.zeros(len(out.attentions), out.attentions[0].shape[1])
+    queries = 0
+    for b in range(ids.shape[0]):
+        for q in range(1, seq):
+            keys = [k for k in range(1, q + 1) if ids[b, k - 1] == ids[b, q]]
+            if keys:
+                queries += 1
+                mass += torch.stack([p[b, :, q, keys].sum(-1) for p in out.attentions])
+    induction = mass / queries
     torch.testing.assert_close(prev, torch.tensor(card["prev_token_scores"]), atol=2e-3, rtol=0)
     torch.testing.assert_close(induction, torch.tensor(card["induction_scores"]), atol=2e-3,
                                rtol=0)
