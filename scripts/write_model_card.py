@@ -99,8 +99,13 @@ def sample_windows(tokenizer, text: str, n_ctx: int, bos: int) -> torch.Tensor:
 
 @torch.no_grad()
 def measure(folder: Path) -> dict:
+    start = time.perf_counter()
+    import transformer_lens.model_bridge  # noqa: F401  (what any use of the library imports)
+    import transformers  # noqa: F401
+
     from interp_lib import load_model
 
+    import_seconds = time.perf_counter() - start
     start = time.perf_counter()
     model = load_model(str(folder), device="cpu")
     load_seconds = time.perf_counter() - start
@@ -122,6 +127,7 @@ def measure(folder: Path) -> dict:
         "d_mlp": cfg.d_mlp, "d_vocab": cfg.d_vocab, "n_ctx": cfg.n_ctx,
         "parameters": sum(p.numel() for p in model.parameters()),
         "load_seconds": load_seconds,
+        "import_seconds": import_seconds,
         "heldout_sample_tokens": int(windows[:, 1:].numel()),
         "heldout_sample_loss": sample_loss,
         "repeat": {"n": REPEAT_N, "batch": REPEAT_BATCH, "seed": REPEAT_SEED},
@@ -228,7 +234,7 @@ speeches and one novel).{seeded}
 | d_model / d_mlp | {card['d_model']} / {card['d_mlp']} |
 | vocabulary / context | {card['d_vocab']} / {card['n_ctx']} |
 | parameters | {card['parameters'] / 1e6:.2f} M (stored as float16; loaded as float32) |
-| load time (`load_model("course")`, CPU) | {card['load_seconds']:.1f} s |
+| load time (`load_model("course")`, CPU, first call in a process) | {card['load_seconds']:.1f} s, after {card.get('import_seconds', float('nan')):.1f} s importing torch, transformers and TransformerLens |
 
 ## Data
 
