@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["NotebookResult", "main", "prepare_environment", "run_notebook"]
 
@@ -42,7 +43,7 @@ class NotebookResult:
     error: str = ""
     html: Path | None = None
     lecture: Path | None = None
-    info: object = None
+    info: Any = None  # interp_lib.pages.NotebookInfo: title and learning goals
 
 
 def _ensure_installed() -> None:
@@ -122,14 +123,6 @@ def _table(results: list[NotebookResult]) -> str:
     return "\n".join(rows)
 
 
-def _write_index(results: list[NotebookResult], out_dir: Path, model_line: str) -> Path:
-    from interp_lib.pages import write_index
-
-    entries = [{"info": r.info, "page": r.html, "lecture": r.lecture, "status": r.status,
-                "seconds": r.seconds} for r in results if r.html is not None]
-    return write_index(entries, out_dir, model_line)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m interp_lib.course",
@@ -161,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"[course] running {path.name} ...", flush=True)
         results.append(run_notebook(path.resolve(), out_dir, args.timeout))
-    index = _write_index(results, out_dir, model_line)
+    from interp_lib.pages import write_index
+
+    index = write_index(results, out_dir, model_line)
     print(_table(results))
     failed = sum(r.status != "ok" for r in results)
     print(f"[course] {len(results) - failed} ok, {failed} failed; pages in {out_dir} "

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
-from interp_lib.inputs import head_name, parse_heads, to_tokens
+from interp_lib.inputs import head_name, head_names, parse_heads, to_tokens
 
 __all__ = [
     "SCORE_KINDS",
@@ -303,7 +303,7 @@ class HeadScores:
     @property
     def names(self) -> list[str]:
         """Head names, layer-major, matching ``scores[kind].flatten()``."""
-        return [head_name(la, h) for la in range(self.n_layers) for h in range(self.n_heads)]
+        return head_names(self)
 
     def to_frame(self):
         """One row per head: ``name``, ``layer``, ``head`` and one column per score."""

@@ -92,21 +92,19 @@ def lens_heatmap(
         raise ValueError(f"batch {batch} out of range: the lens holds {n_batch} sequences")
     start, stop = _window(n_pos, window)
     rows = strided_sites(n_sites, stride)
-    tokenizer = lens.tokenizer
-    decode = (lambda i: tokenizer.decode([int(i)])) if tokenizer is not None else str
     grid = values[rows, batch, start:stop].float().numpy()
     is_rank = metric in RANK_METRICS
     shown = np.log10(np.where(grid > 0, grid, np.nan)) if is_rank else grid
     top1 = lens.top1[rows, batch, start:stop]
     final_top1 = lens.final_top1[rows, batch, start:stop]
-    text = [[_cell_text(decode(t)) for t in row] for row in top1]
+    text = [[_cell_text(lens.decode(t)) for t in row] for row in top1]
     nxt = lens.tokens[batch, start + 1: stop + 1]
     hover = []
     for r, s in enumerate(rows):
         line = []
         for c, p in enumerate(range(start, stop)):
             tops = ", ".join(
-                f"{decode(i)!r} {prob:.2f}"
+                f"{lens.decode(i)!r} {prob:.2f}"
                 for i, prob in zip(lens.top_ids[s, batch, p].tolist(),
                                    lens.top_probs[s, batch, p].tolist(), strict=True))
             line.append(f"{lens.sites[s]} · pos {p} {lens.str_tokens[batch][p]!r}<br>"
@@ -117,9 +115,7 @@ def lens_heatmap(
         z=shown, x=list(range(stop - start)), y=list(range(len(rows))),
         text=text, texttemplate="%{text}", textfont={"size": 10},
         customdata=np.array(hover, dtype=object), hovertemplate="%{customdata}<extra></extra>",
-        colorscale="Viridis" if is_rank or metric.startswith(("kl", "entropy", "next_loss"))
-        else "Viridis_r",
-        reversescale=metric.startswith(("final_top1_prob", "next_prob", "final_top1_logit")),
+        colorscale="Viridis",
         colorbar={"title": {"text": colorbar}},
     ))
     # a dot where the top-1 is the true next token; a box where it equals the final top-1

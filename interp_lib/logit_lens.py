@@ -219,7 +219,6 @@ class LensResult:
     next_rank: Int[torch.Tensor, "site batch pos"]
     next_loss: Float[torch.Tensor, "site batch pos"]
     entropy: Float[torch.Tensor, "site batch pos"]
-    final_log_probs_last: Float[torch.Tensor, "batch vocab"] | None = None
     tokenizer: Any = field(default=None, repr=False, compare=False)
 
     def metric(self, name: str) -> torch.Tensor:
@@ -237,10 +236,14 @@ class LensResult:
             raise ValueError(f"unknown site {site!r}; sites are {self.sites}")
         return self.sites.index(site)
 
+    def decode(self, token_id: int | torch.Tensor) -> str:
+        """The text of one token id (the id itself when no tokenizer is attached)."""
+        token_id = int(token_id)
+        return self.tokenizer.decode([token_id]) if self.tokenizer is not None else str(token_id)
+
     def top_tokens(self, batch: int = 0) -> list[list[str]]:
         """Decoded top-1 token per ``[site][pos]`` of one sequence."""
-        decode = self.tokenizer.decode if self.tokenizer is not None else str
-        return [[decode([int(t)]) for t in row] for row in self.top1[:, batch]]
+        return [[self.decode(t) for t in row] for row in self.top1[:, batch]]
 
     def to_frame(self, batch: int | None = None):
         """Long DataFrame: one row per (site, batch, position) with every metric and the
@@ -250,20 +253,19 @@ class LensResult:
         n_sites, n_batch, n_pos = self.top1.shape
         batches = range(n_batch) if batch is None else [batch]
         rows = []
-        decode = self.tokenizer.decode if self.tokenizer is not None else str
         for b in batches:
             for s, site in enumerate(self.sites):
                 for p in range(n_pos):
                     row = {"site": site, "depth": s, "batch": b, "position": p,
                            "token": self.str_tokens[b][p],
-                           "top1": decode([int(self.top1[s, b, p])])}
+                           "top1": self.decode(self.top1[s, b, p])}
                     for name in METRICS:
                         row[name] = getattr(self, name)[s, b, p].item()
                     rows.append(row)
         return pd.DataFrame(rows)
 
 
-def _validate_sites(include_mid: Any) -> None:
+def _check_include_mid(include_mid: Any) -> None:
     if not isinstance(include_mid, bool):
         raise TypeError(f"include_mid must be True or False, got {include_mid!r}")
 
@@ -295,7 +297,7 @@ def logit_lens(
         lens.to_frame().query("position == 8")[["site", "top1", "kl_to_final"]]
     """
     _check_common(model, decoder, chunk_size, top_k)
-    _validate_sites(include_mid)
+    _check_include_mid(include_mid)
     tokens = to_tokens(model, inputs)
     batch, pos = tokens.shape
     logits, stack = _residuals(model, tokens, include_mid)
@@ -320,7 +322,6 @@ def logit_lens(
         tokens=tokens.cpu(),
         str_tokens=[[str(t) for t in model.to_str_tokens(row)] for row in tokens],
         decoder=decoder,
-        final_log_probs_last=final_lp.reshape(batch, pos, -1)[:, -1].cpu(),
         tokenizer=model.tokenizer,
         **out,
     )
@@ -389,7 +390,7 @@ def lens_dataset(
     once. Peak memory is one forward pass plus ``sites × chunk_size × d_vocab`` floats.
     """
     _check_common(model, decoder, chunk_size, 1)
-    _validate_sites(include_mid)
+    _check_include_mid(include_mid)
     tokens = to_tokens(model, tokens)
     if tokens.shape[1] < 2:
         raise ValueError("dataset mode needs sequences of at least 2 tokens (a next token)")

@@ -109,19 +109,21 @@ def _size(path: Path) -> str:
     return f"{path.stat().st_size / 2**20:.1f} MB"
 
 
-def write_index(entries: list[dict], out_dir: Path, model_line: str) -> Path:
+def write_index(results: list[Any], out_dir: Path, model_line: str) -> Path:
     """``out_dir/index.html``: the notebooks in order with their titles, learning goals,
-    status, run time and page sizes. Each entry: ``info`` (:class:`NotebookInfo`), ``page``,
-    ``lecture`` (paths), ``status`` and ``seconds``."""
+    status, run time and page sizes. ``results`` are :class:`interp_lib.course.NotebookResult`
+    (``info``, ``html``, ``lecture``, ``status``, ``seconds``); those without a page are left out.
+    """
     items = []
-    for entry in entries:
-        info: NotebookInfo = entry["info"]
-        goals = "".join(f"<li>{html.escape(g)}</li>" for g in info.goals)
+    for r in results:
+        if r.html is None:
+            continue
+        goals = "".join(f"<li>{html.escape(g)}</li>" for g in r.info.goals)
         items.append(
-            f'<li><h2><a href="{entry["page"].name}">{html.escape(info.title)}</a></h2>\n'
-            f'<p><a href="lecture/{entry["lecture"].name}">lecture view</a> (code hidden) · '
-            f'{html.escape(entry["status"])}, {entry["seconds"]:.1f} s · page '
-            f'{_size(entry["page"])}, lecture {_size(entry["lecture"])}</p>\n'
+            f'<li><h2><a href="{r.html.name}">{html.escape(r.info.title)}</a></h2>\n'
+            f'<p><a href="lecture/{r.lecture.name}">lecture view</a> (code hidden) · '
+            f'{html.escape(r.status)}, {r.seconds:.1f} s · page '
+            f'{_size(r.html)}, lecture {_size(r.lecture)}</p>\n'
             + (f"<p>What you will learn:</p><ul>{goals}</ul>" if goals else "") + "</li>"
         )
     index = Path(out_dir) / "index.html"

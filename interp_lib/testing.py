@@ -22,7 +22,7 @@ import contextlib
 import io
 from pathlib import Path
 
-__all__ = ["TOKENIZER_TEXT", "save_tiny_gpt2", "train_tiny_tokenizer"]
+__all__ = ["TOKENIZER_TEXT", "save_tiny_gpt2", "save_tiny_neox", "train_tiny_tokenizer"]
 
 BOS = "<|endoftext|>"
 
@@ -107,6 +107,42 @@ def save_tiny_gpt2(
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config).eval()
     with contextlib.redirect_stderr(io.StringIO()):  # transformers' "Writing shards" bar
+        model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_neox(
+    path: str | Path,
+    *,
+    n_layers: int = 2,
+    d_model: int = 64,
+    n_heads: int = 4,
+    n_ctx: int = 128,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Write a random-init ``GPTNeoXForCausalLM`` shaped like the course model (partial rotary,
+    sequential residual, tied embeddings) and its tokenizer to ``path``; return the path."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    if d_model % n_heads:
+        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tiny_tokenizer(vocab_size)
+    tokenizer.model_max_length = n_ctx
+    bos_id = tokenizer.convert_tokens_to_ids(BOS)
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
+        num_attention_heads=n_heads, intermediate_size=4 * d_model,
+        max_position_embeddings=n_ctx, rotary_pct=0.25, use_parallel_residual=False,
+        tie_word_embeddings=True, bos_token_id=bos_id, eos_token_id=bos_id,
+    )
+    torch.manual_seed(seed)
+    model = GPTNeoXForCausalLM(config).eval()
+    with contextlib.redirect_stderr(io.StringIO()):
         model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -95,3 +95,12 @@ def offline_hub(monkeypatch, closed_url, tmp_path):
     cache.mkdir()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_neox(tmp_path_factory):
+    """A tiny random GPT-NeoX shaped like the course model (rotary, tied embeddings)."""
+    from interp_lib import load_model
+    from interp_lib.testing import save_tiny_neox
+
+    return load_model(str(save_tiny_neox(tmp_path_factory.mktemp("tiny-neox"))), device="cpu")

@@ -1,0 +1,424 @@
+"""Head ablation, head importance from a mask gradient, and pruning.
+
+Three ways to ask "which heads does this behaviour need?" (seed 000; Michel, Levy & Neubig 2019):
+
+- :func:`head_ablation`: replace one head's output (``hook_z``) at a time, with zeros, with its
+  mean over a reference batch, or with its value on another example (resampling), and record the
+  change of a metric. All heads are evaluated in batched forwards: the batch is stacked once per
+  head and each copy ablates its own head, so a sweep costs a few large forwards instead of one
+  forward per head. :func:`head_ablation_loop` is the straightforward loop, kept for tests and
+  benchmarks.
+- :func:`head_importance`: a mask multiplies every head's output; one backward pass gives
+  ``|d metric / d mask|`` for every head and every example (the mask has one entry per example
+  and head, so the per-example gradients come out of one pass). Averaged over examples and, as in
+  the paper, L2-normalised within each layer. transformers 5 removed ``head_mask``, so the mask is
+  a hook.
+- :func:`prune_heads`: remove 10% of the heads at a time, least important first, re-estimating
+  the importance after each step; a random order is the control.
+
+The metric is any ``metric(logits, tokens) -> [batch]`` from :mod:`interp_lib.metrics`; the
+default is the next-token loss, so a positive ablation effect means the head helped.
+
+>>> import tempfile
+>>> from interp_lib import load_model
+>>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.ablation import head_ablation
+>>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
+>>> tokens = model.to_tokens(["The cat sat on the mat", "The dog sat on the rug"])
+>>> grid = head_ablation(model, tokens)
+>>> grid.shape, grid.names()[:2]
+((2, 4), ['0.0', '0.1'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from interp_lib.grid import LabelledGrid
+from interp_lib.inputs import to_tokens
+from interp_lib.metrics import Metric, loss_metric
+
+__all__ = [
+    "ABLATION_METHODS",
+    "PruningCurve",
+    "head_ablation",
+    "head_ablation_loop",
+    "head_importance",
+    "masked_heads",
+    "prune_heads",
+    "pruning_figure",
+    "rank_correlation",
+]
+
+ABLATION_METHODS = ("zero", "mean", "resample")
+_Z = "blocks.{}.attn.hook_z"
+
+
+def _is_z(name: str) -> bool:
+    return name.startswith("blocks.") and name.endswith("attn.hook_z")
+
+
+def _check_method(method: str) -> None:
+    if method not in ABLATION_METHODS:
+        raise ValueError(f"unknown ablation method {method!r}; choose one of {ABLATION_METHODS}")
+
+
+def _check_metric(metric: Any) -> Metric:
+    if metric is None:
+        return loss_metric()
+    if not callable(metric):
+        raise TypeError(
+            "metric must be a function metric(logits, tokens) -> [batch], e.g. "
+            f"interp_lib.metrics.loss_metric(); got {type(metric).__name__}"
+        )
+    return metric
+
+
+def _metric_name(metric: Metric) -> str:
+    return getattr(metric, "__name__", "metric")
+
+
+def _grid(values: torch.Tensor, cfg: Any, what: str, baseline: float | None) -> LabelledGrid:
+    return LabelledGrid(values, [str(la) for la in range(cfg.n_layers)],
+                        [str(h) for h in range(cfg.n_heads)], row_title="layer",
+                        col_title="head", what=what, baseline=baseline)
+
+
+@torch.no_grad()
+def _replacements(model: Any, tokens: torch.Tensor, method: str,
+                  reference: torch.Tensor | None, seed: int) -> list[torch.Tensor | None]:
+    """Per layer, the ``[batch, pos, head, d_head]`` values that replace ablated heads
+    (``None`` for zero ablation)."""
+    if method == "zero":
+        return [None] * model.cfg.n_layers
+    ref = tokens if reference is None else to_tokens(model, reference)
+    if ref.shape[1] != tokens.shape[1]:
+        raise ValueError(
+            f"the reference batch has {ref.shape[1]} positions but the tokens have "
+            f"{tokens.shape[1]}; {method} ablation replaces each position with the reference's "
+            "value at that position, so give a reference of the same length"
+        )
+    _, cache = model.run_with_cache(ref, names_filter=_is_z)
+    zs = [cache[_Z.format(layer)] for layer in range(model.cfg.n_layers)]
+    batch = tokens.shape[0]
+    if method == "mean":
+        return [z.mean(0, keepdim=True).expand(batch, *z.shape[1:]) for z in zs]
+    gen = torch.Generator().manual_seed(seed)
+    if reference is None:
+        if batch < 2:
+            raise ValueError("resample ablation needs at least 2 examples (or a reference batch)")
+        # every example takes another example's activation, never its own
+        source = (torch.arange(batch) + torch.randint(1, batch, (batch,), generator=gen)) % batch
+    else:
+        source = torch.randint(ref.shape[0], (batch,), generator=gen)
+    return [z[source.to(z.device)] for z in zs]
+
+
+def _replace_heads_hook(jobs: torch.Tensor, heads: torch.Tensor, copies: int,
+                        replacement: torch.Tensor | None) -> Callable:
+    """A ``hook_z`` hook for a stacked batch of ``copies`` copies: copy ``jobs[i]`` gets head
+    ``heads[i]`` replaced."""
+    def hook(z, hook=None):
+        z = z.clone()
+        view = z.view(copies, -1, *z.shape[1:])
+        if replacement is None:
+            view[jobs, :, :, heads] = 0.0
+        else:
+            view[jobs, :, :, heads] = replacement[:, :, heads].permute(2, 0, 1, 3).to(z.dtype)
+        return z
+    return hook
+
+
+@torch.no_grad()
+def head_ablation(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"] | str | list[str],
+    metric: Metric | None = None,
+    *,
+    method: str = "zero",
+    reference: Int[torch.Tensor, "ref pos"] | None = None,
+    seed: int = 0,
+    max_rows: int = 32,
+) -> LabelledGrid:
+    """Change of ``metric`` (mean over the batch) when each head alone is ablated:
+    ``[layer, head]``, ablated minus clean; ``grid.baseline`` is the clean value.
+
+    Args:
+        tokens: the batch to evaluate (texts of equal token length or a token tensor).
+        metric: ``metric(logits, tokens) -> [batch]``; default next-token loss, so positive
+            values mean the head helped.
+        method: ``"zero"``; ``"mean"`` (the head's mean output over ``reference`` at each
+            position); ``"resample"`` (its output on another example of ``reference``, drawn
+            with ``seed``; without a reference, another example of the batch).
+        reference: the batch the mean or resampled values come from (default: ``tokens``).
+        max_rows: rows per forward (copies x batch); lower it if memory is short.
+    """
+    metric = _check_metric(metric)
+    _check_method(method)
+    tokens = to_tokens(model, tokens)
+    cfg = model.cfg
+    batch = tokens.shape[0]
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    replacements = _replacements(model, tokens, method, reference, seed)
+    clean = metric(model(tokens), tokens).mean().item()
+    all_jobs = [(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
+    per_forward = max(1, max_rows // batch)
+    effects = torch.empty(len(all_jobs))
+    for start in range(0, len(all_jobs), per_forward):
+        chunk = all_jobs[start: start + per_forward]
+        copies = len(chunk)
+        hooks = []
+        for layer in sorted({la for la, _ in chunk}):
+            jobs = torch.tensor([i for i, (la, _) in enumerate(chunk) if la == layer])
+            heads = torch.tensor([h for la, h in chunk if la == layer])
+            hooks.append((_Z.format(layer),
+                          _replace_heads_hook(jobs, heads, copies, replacements[layer])))
+        stacked = tokens.repeat(copies, 1)
+        with model.hooks(fwd_hooks=hooks):
+            values = metric(model(stacked), stacked).float().view(copies, batch).mean(1)
+        effects[start: start + copies] = values.cpu() - clean
+    return _grid(effects.view(cfg.n_layers, cfg.n_heads),
+                 cfg, f"change in {_metric_name(metric)} ({method} ablation)", clean)
+
+
+@torch.no_grad()
+def head_ablation_loop(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"],
+    metric: Metric | None = None,
+    *,
+    method: str = "zero",
+    reference: Int[torch.Tensor, "ref pos"] | None = None,
+    seed: int = 0,
+) -> LabelledGrid:
+    """The straightforward version of :func:`head_ablation`: one forward per head (reference
+    for tests and benchmarks)."""
+    metric = _check_metric(metric)
+    _check_method(method)
+    tokens = to_tokens(model, tokens)
+    cfg = model.cfg
+    replacements = _replacements(model, tokens, method, reference, seed)
+    clean = metric(model(tokens), tokens).mean().item()
+    effects = torch.empty(cfg.n_layers, cfg.n_heads)
+    for layer in range(cfg.n_layers):
+        for head in range(cfg.n_heads):
+            def hook(z, hook=None, head=head, repl=replacements[layer]):
+                z = z.clone()
+                z[:, :, head] = 0.0 if repl is None else repl[:, :, head]
+                return z
+            with model.hooks(fwd_hooks=[(_Z.format(layer), hook)]):
+                effects[layer, head] = metric(model(tokens), tokens).mean().item() - clean
+    return _grid(effects, cfg, f"change in {_metric_name(metric)} ({method} ablation)", clean)
+
+
+def _check_mask(mask: Any, cfg: Any) -> torch.Tensor:
+    mask = torch.as_tensor(mask, dtype=torch.float32)
+    if tuple(mask.shape) != (cfg.n_layers, cfg.n_heads):
+        raise ValueError(
+            f"a head mask must have shape [n_layers, n_heads] = [{cfg.n_layers}, {cfg.n_heads}], "
+            f"got {tuple(mask.shape)}"
+        )
+    return mask
+
+
+@contextmanager
+def masked_heads(model: Any, mask: Float[torch.Tensor, "layer head"]) -> Iterator[None]:
+    """A context in which every head's output is multiplied by ``mask[layer, head]`` (0 removes
+    the head, 1 keeps it)."""
+    mask = _check_mask(mask, model.cfg).to(model.cfg.device)
+
+    def make_hook(layer: int) -> Callable:
+        def hook(z, hook=None):
+            return z * mask[layer].to(z.dtype)[None, None, :, None]
+        return hook
+
+    layers = [la for la in range(model.cfg.n_layers) if not bool((mask[la] == 1).all())]
+    with model.hooks(fwd_hooks=[(_Z.format(la), make_hook(la)) for la in layers]):
+        yield
+
+
+def head_importance(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"] | str | list[str],
+    metric: Metric | None = None,
+    *,
+    normalise: bool = True,
+    base_mask: Float[torch.Tensor, "layer head"] | None = None,
+    batch_size: int = 16,
+) -> LabelledGrid:
+    """Importance of every head: ``|d metric / d mask|`` per example, averaged over examples
+    (Michel et al. 2019), from one backward pass per chunk of ``batch_size`` examples.
+
+    ``normalise`` divides each layer's importances by their L2 norm, as in the paper (so values
+    compare within a layer and rankings across layers are balanced). ``base_mask`` (0/1,
+    ``[layer, head]``) removes heads first; removed heads get importance 0.
+    """
+    metric = _check_metric(metric)
+    tokens = to_tokens(model, tokens)
+    cfg = model.cfg
+    base = (torch.ones(cfg.n_layers, cfg.n_heads) if base_mask is None
+            else _check_mask(base_mask, cfg)).to(cfg.device)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    total = torch.zeros(cfg.n_layers, cfg.n_heads)
+    for chunk in tokens.split(batch_size):
+        masks = [torch.ones(len(chunk), cfg.n_heads, device=cfg.device, requires_grad=True)
+                 for _ in range(cfg.n_layers)]
+
+        def make_hook(layer: int, masks: list[torch.Tensor] = masks) -> Callable:
+            def hook(z, hook=None):
+                scale = base[layer][None, :] * masks[layer]
+                return z * scale.to(z.dtype)[:, None, :, None]
+            return hook
+
+        hooks = [(_Z.format(la), make_hook(la)) for la in range(cfg.n_layers)]
+        with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+            value = metric(model(chunk), chunk).sum()
+            grads = torch.autograd.grad(value, masks)
+        total += torch.stack([g.abs().sum(0) for g in grads]).detach().float().cpu()
+    importance = total / tokens.shape[0]
+    if normalise:
+        importance = importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    what = "|d metric / d head mask|" + (" (L2-normalised per layer)" if normalise else "")
+    return _grid(importance, cfg, what, None)
+
+
+def rank_correlation(a: torch.Tensor | LabelledGrid, b: torch.Tensor | LabelledGrid) -> float:
+    """Spearman rank correlation of two equally shaped sets of scores (ties get their mean
+    rank)."""
+    def ranks(x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten().double()
+        order = torch.argsort(x, stable=True)
+        r = torch.empty_like(x)
+        r[order] = torch.arange(len(x), dtype=torch.float64)
+        for value in x.unique():  # average the ranks of ties
+            tied = x == value
+            if tied.sum() > 1:
+                r[tied] = r[tied].mean()
+        return r
+
+    a = a.values if isinstance(a, LabelledGrid) else torch.as_tensor(a)
+    b = b.values if isinstance(b, LabelledGrid) else torch.as_tensor(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.numel() < 2:
+        raise ValueError("need at least two scores to correlate")
+    ra, rb = ranks(a.detach().cpu()), ranks(b.detach().cpu())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
+
+
+@dataclass
+class PruningCurve:
+    """Metric after removing a growing fraction of heads.
+
+    ``fractions[i]`` of the heads are removed in ``masks[i]`` (``[layer, head]``, 1 = kept) and
+    the metric is ``values[i]`` (mean over the batch); ``order`` is "importance" or "random".
+    """
+
+    fractions: list[float]
+    values: list[float]
+    masks: list[torch.Tensor]
+    order: str
+    what: str
+
+    def surviving(self, fraction: float) -> LabelledGrid:
+        """The kept heads (1) after removing the step closest to ``fraction``."""
+        i = min(range(len(self.fractions)), key=lambda k: abs(self.fractions[k] - fraction))
+        mask = self.masks[i]
+        return LabelledGrid(mask.float(), [str(la) for la in range(mask.shape[0])],
+                            [str(h) for h in range(mask.shape[1])], row_title="layer",
+                            col_title="head",
+                            what=f"kept (1) after removing {self.fractions[i]:.0%} of heads")
+
+    def map_figure(self, fraction: float):
+        """The seed's black-and-white map: kept heads white, removed heads black."""
+        grid = self.surviving(fraction)
+        fig = grid.heatmap(zmid=None, colorscale="Greys_r")
+        fig.update_traces(zmin=0, zmax=1, showscale=False)
+        return fig
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"fraction_removed": self.fractions, self.what: self.values,
+                             "order": self.order})
+
+
+def _evaluate(model: Any, tokens: torch.Tensor, metric: Metric, mask: torch.Tensor,
+              batch_size: int) -> float:
+    with torch.no_grad(), masked_heads(model, mask):
+        return float(torch.cat([metric(model(c), c).float() for c in tokens.split(batch_size)])
+                     .mean())
+
+
+def prune_heads(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"] | str | list[str],
+    metric: Metric | None = None,
+    *,
+    step: float = 0.1,
+    order: str = "importance",
+    seed: int = 0,
+    batch_size: int = 16,
+) -> PruningCurve:
+    """Remove heads ``step`` (a fraction of all heads) at a time and record the metric.
+
+    ``order="importance"`` removes the least important remaining heads by
+    :func:`head_importance` (normalised per layer), re-estimated after every step with the
+    removed heads masked; ``order="random"`` removes them in a seeded random order (the
+    control). Runs until every head is gone.
+    """
+    metric = _check_metric(metric)
+    tokens = to_tokens(model, tokens)
+    if order not in ("importance", "random"):
+        raise ValueError(f"order must be 'importance' or 'random', got {order!r}")
+    if not 0 < step <= 1:
+        raise ValueError(f"step must be a fraction in (0, 1], got {step}")
+    cfg = model.cfg
+    total = cfg.n_layers * cfg.n_heads
+    mask = torch.ones(cfg.n_layers, cfg.n_heads)
+    random_order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    fractions, values, masks = [0.0], [_evaluate(model, tokens, metric, mask, batch_size)], [mask]
+    removed = 0
+    k = 0
+    while removed < total:
+        k += 1
+        target = min(total, max(removed + 1, round(k * step * total)))
+        flat = mask.flatten().clone()
+        if order == "random":
+            flat[random_order[removed:target]] = 0
+        else:
+            scores = head_importance(model, tokens, metric, base_mask=mask,
+                                     batch_size=batch_size).values.flatten()
+            scores[flat == 0] = float("inf")
+            flat[torch.argsort(scores, stable=True)[: target - removed]] = 0
+        mask = flat.view(cfg.n_layers, cfg.n_heads)
+        removed = target
+        fractions.append(removed / total)
+        values.append(_evaluate(model, tokens, metric, mask, batch_size))
+        masks.append(mask)
+    return PruningCurve(fractions, values, masks, order, _metric_name(metric))
+
+
+def pruning_figure(*curves: PruningCurve, title: str | None = None):
+    """Metric against the fraction of heads removed, one line per curve."""
+    import plotly.graph_objects as go
+
+    if not curves:
+        raise ValueError("give at least one PruningCurve")
+    fig = go.Figure()
+    for curve in curves:
+        fig.add_trace(go.Scatter(x=curve.fractions, y=curve.values, mode="lines+markers",
+                                 name=f"{curve.order} order"))
+    fig.update_layout(title=title or "Pruning heads", xaxis_title="fraction of heads removed",
+                      yaxis_title=curves[0].what, xaxis_tickformat=".0%")
+    return fig
+

@@ -1,0 +1,436 @@
+"""Activation patching: put one activation from one run into another and measure what changes.
+
+- :func:`mlp_position_patching` (seed 003): on repeated tokens (BOS + n + the same n), replace
+  the MLP output of layer ``L`` at a second-half position with the one the same run computed at
+  the matching first-half position, and record the change of the second-half loss. If the MLPs
+  mattered for copying, this swap would hurt little (the two positions hold the same token), so
+  the grid shows how position-specific each layer's MLP output is. Batched: the whole batch is
+  stacked once per position and each copy patches its own position, so a layer costs a few
+  large forwards. :func:`mlp_position_patching_loop` is the one-forward-per-cell version.
+- :func:`activation_patching`: clean vs corrupted prompt through TransformerLens's own
+  ``patching.get_act_patch_*`` (not rewritten here), returned as a labelled, optionally
+  normalised grid (0 = corrupted, 1 = clean).
+- :func:`causal_trace` (ROME, Meng et al. 2022; seed 001): add Gaussian noise to the subject's
+  token embeddings, then restore one (layer, position) activation from the clean run at a time
+  and record the probability of the answer. Batched over positions and noise samples.
+
+About starting from the cached residual: TransformerLens 4's ``TransformerBridge`` accepts
+``start_at_layer``, but it still runs the Hugging Face blocks below that layer and discards
+their output (checked: the hooks of block 0 fire), so it saves no work; the sweeps here run
+whole forwards on stacked batches instead.
+
+>>> import tempfile
+>>> from interp_lib import load_model
+>>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.heads import repeated_tokens
+>>> from interp_lib.patching import mlp_position_patching
+>>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
+>>> grid = mlp_position_patching(model, repeated_tokens(model, n=5, batch=2))
+>>> grid.shape, grid.col_labels[0]
+((2, 5), '6')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Int
+
+from interp_lib.grid import LabelledGrid
+from interp_lib.heads import _repeat_period
+from interp_lib.inputs import check_layer, to_tokens
+from interp_lib.metrics import Metric, answer_prob_metric, loss_metric
+
+__all__ = [
+    "PATCH_KINDS",
+    "TRACE_SITES",
+    "CausalTrace",
+    "activation_patching",
+    "causal_trace",
+    "mlp_position_patching",
+    "mlp_position_patching_loop",
+    "subject_positions",
+]
+
+_MLP = "blocks.{}.hook_mlp_out"
+
+#: Where :func:`causal_trace` can restore clean activations.
+TRACE_SITES = {
+    "resid_pre": "blocks.{}.hook_resid_pre",
+    "resid_post": "blocks.{}.hook_resid_post",
+    "attn_out": "blocks.{}.hook_attn_out",
+    "mlp_out": "blocks.{}.hook_mlp_out",
+}
+
+
+def _check_metric(metric: Any, default: Metric) -> Metric:
+    if metric is None:
+        return default
+    if not callable(metric):
+        raise TypeError(
+            "metric must be a function metric(logits, tokens) -> [batch] (see "
+            f"interp_lib.metrics); got {type(metric).__name__}"
+        )
+    return metric
+
+
+def _check_rows(max_rows: int) -> None:
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+
+
+def _layers(model: Any, layers: Any) -> list[int]:
+    if layers is None:
+        return list(range(model.cfg.n_layers))
+    layers = [check_layer(la, model.cfg) for la in layers]
+    if not layers:
+        raise ValueError("layers is empty: give at least one layer (or None for all)")
+    return layers
+
+
+# ---------------------------------------------------------------- MLP position patching
+
+
+def _mlp_setup(model: Any, tokens: Any, metric: Any):
+    tokens = to_tokens(model, tokens)
+    n = _repeat_period(tokens)
+    metric = _check_metric(metric, loss_metric(n + 1))
+    return tokens, n, metric
+
+
+def _mlp_grid(values: torch.Tensor, layers: list[int], n: int, metric: Metric,
+              clean: float) -> LabelledGrid:
+    return LabelledGrid(values, [str(la) for la in layers],
+                        [str(p) for p in range(n + 1, 2 * n + 1)], row_title="layer",
+                        col_title="position",
+                        what=f"change in {getattr(metric, '__name__', 'metric')}",
+                        baseline=clean)
+
+
+@torch.no_grad()
+def mlp_position_patching(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"],
+    metric: Metric | None = None,
+    *,
+    layers: list[int] | None = None,
+    max_rows: int = 64,
+) -> LabelledGrid:
+    """``[layer, position]``: change of ``metric`` (default: mean loss on the second half)
+    when the MLP output at second-half position ``p`` is replaced by the same run's MLP output at
+    ``p - n``. Columns are the positions ``n + 1 .. 2n``; ``grid.baseline`` is the clean value.
+
+    ``tokens`` must be BOS + n tokens + the same n (see :func:`interp_lib.heads.repeated_tokens`).
+    ``max_rows`` bounds the rows of one forward (copies x batch).
+    """
+    tokens, n, metric = _mlp_setup(model, tokens, metric)
+    _check_rows(max_rows)
+    layers = _layers(model, layers)
+    batch = tokens.shape[0]
+    logits, cache = model.run_with_cache(
+        tokens, names_filter=lambda name: name in {_MLP.format(la) for la in layers})
+    clean = metric(logits, tokens).float().mean().item()
+    del logits
+    positions = torch.arange(n + 1, 2 * n + 1)
+    values = torch.empty(len(layers), n)
+    per_forward = max(1, max_rows // batch)
+    for row, layer in enumerate(layers):
+        mlp = cache[_MLP.format(layer)]
+        for start in range(0, n, per_forward):
+            pos = positions[start: start + per_forward]
+            copies = len(pos)
+
+            def hook(out, hook=None, pos=pos, copies=copies, mlp=mlp):
+                out = out.clone()
+                view = out.view(copies, batch, *out.shape[1:])
+                view[torch.arange(copies), :, pos] = mlp[:, pos - n].transpose(0, 1)
+                return out
+
+            stacked = tokens.repeat(copies, 1)
+            with model.hooks(fwd_hooks=[(_MLP.format(layer), hook)]):
+                patched = metric(model(stacked), stacked).float().view(copies, batch).mean(1)
+            values[row, start: start + copies] = patched.cpu() - clean
+    return _mlp_grid(values, layers, n, metric, clean)
+
+
+@torch.no_grad()
+def mlp_position_patching_loop(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"],
+    metric: Metric | None = None,
+    *,
+    layers: list[int] | None = None,
+) -> LabelledGrid:
+    """:func:`mlp_position_patching` the straightforward way: one forward per (layer, position),
+    each run with its own cache (reference for tests and benchmarks)."""
+    tokens, n, metric = _mlp_setup(model, tokens, metric)
+    layers = _layers(model, layers)
+    clean = metric(model(tokens), tokens).float().mean().item()
+    values = torch.empty(len(layers), n)
+    for row, layer in enumerate(layers):
+        name = _MLP.format(layer)
+        _, cache = model.run_with_cache(tokens, names_filter=name)
+        for col, p in enumerate(range(n + 1, 2 * n + 1)):
+            def hook(out, hook=None, p=p, mlp=cache[name]):
+                out = out.clone()
+                out[:, p] = mlp[:, p - n]
+                return out
+            with model.hooks(fwd_hooks=[(name, hook)]):
+                values[row, col] = metric(model(tokens), tokens).float().mean().item() - clean
+    return _mlp_grid(values, layers, n, metric, clean)
+
+
+# ---------------------------------------------------------------- clean / corrupted patching
+
+
+def _tl_patchers() -> dict[str, tuple[Callable, Callable[[str], bool], str]]:
+    from transformer_lens import patching as tl
+
+    return {
+        "resid_pre": (tl.get_act_patch_resid_pre,
+                      lambda n: n.endswith("hook_resid_pre"), "position"),
+        "attn_out": (tl.get_act_patch_attn_out, lambda n: n.endswith("hook_attn_out"), "position"),
+        "mlp_out": (tl.get_act_patch_mlp_out, lambda n: n.endswith("hook_mlp_out"), "position"),
+        "head_out": (tl.get_act_patch_attn_head_out_all_pos,
+                     lambda n: n.endswith("attn.hook_z"), "head"),
+    }
+
+
+#: What :func:`activation_patching` can patch: residual stream, attention and MLP outputs per
+#: (layer, position), and each head's output over all positions per (layer, head).
+PATCH_KINDS = ("resid_pre", "attn_out", "mlp_out", "head_out")
+
+
+def activation_patching(
+    model: Any,
+    clean: Int[torch.Tensor, "batch pos"] | str | list[str],
+    corrupted: Int[torch.Tensor, "batch pos"] | str | list[str],
+    metric: Metric,
+    *,
+    kind: str = "resid_pre",
+    normalise: bool = True,
+) -> LabelledGrid:
+    """Patch clean activations into the corrupted run with TransformerLens's
+    ``get_act_patch_*``, one cell at a time, and return the metric as a labelled grid.
+
+    ``kind`` is one of :data:`PATCH_KINDS`. With ``normalise`` the values are
+    ``(patched - corrupted) / (clean - corrupted)``: 0 means the patch restored nothing, 1 means
+    it restored the clean behaviour. ``grid.baseline`` is the corrupted value and
+    ``grid.reference`` the clean one (unnormalised).
+    """
+    if kind not in PATCH_KINDS:
+        raise ValueError(f"unknown patching kind {kind!r}; choose one of {PATCH_KINDS}")
+    metric = _check_metric(metric, None)
+    if metric is None:
+        raise TypeError("activation_patching needs a metric, e.g. logit_diff_metric(...)")
+    clean_tokens, corrupt_tokens = to_tokens(model, clean), to_tokens(model, corrupted)
+    if clean_tokens.shape != corrupt_tokens.shape:
+        raise ValueError(
+            f"clean {tuple(clean_tokens.shape)} and corrupted {tuple(corrupt_tokens.shape)} token "
+            "batches must have the same shape; patching copies activations position by position"
+        )
+    patcher, names_filter, columns = _tl_patchers()[kind]
+    model.eval()  # TransformerLens refuses to patch a model in training mode
+    with torch.no_grad():
+        clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=names_filter)
+        clean_value = metric(clean_logits, clean_tokens).float().mean().item()
+        corrupt_value = metric(model(corrupt_tokens), corrupt_tokens).float().mean().item()
+        del clean_logits
+
+        def scalar(logits: torch.Tensor) -> torch.Tensor:
+            return metric(logits, corrupt_tokens).float().mean()
+
+        values = patcher(model, corrupt_tokens, cache, scalar).float().cpu()
+    if normalise:
+        span = clean_value - corrupt_value
+        if abs(span) < 1e-8:
+            raise ValueError(
+                "the metric is the same on the clean and the corrupted input, so the normalised "
+                "effect is undefined; choose prompts that differ in the metric, or normalise=False"
+            )
+        values = (values - corrupt_value) / span
+    if columns == "position":
+        labels = model.to_str_tokens(clean_tokens[0])
+        col_labels = [f"{p}: {tok}" for p, tok in enumerate(labels)]
+    else:
+        col_labels = [str(h) for h in range(model.cfg.n_heads)]
+    what = (f"{kind} patching: " + ("recovered fraction of " if normalise else "")
+            + getattr(metric, "__name__", "metric"))
+    return LabelledGrid(values, [str(la) for la in range(model.cfg.n_layers)], col_labels,
+                        row_title="layer", col_title=columns, what=what,
+                        baseline=corrupt_value, reference=clean_value)
+
+
+# ---------------------------------------------------------------- causal tracing
+
+
+def subject_positions(model: Any, prompt: str, subject: str) -> list[int]:
+    """Positions (in ``model.to_tokens(prompt)``, BOS included if the model prepends one) of the
+    tokens that overlap the first occurrence of ``subject`` in ``prompt``."""
+    if not isinstance(prompt, str) or not isinstance(subject, str):
+        raise TypeError("prompt and subject must be strings")
+    if not subject.strip():
+        raise ValueError("subject is empty: give the words to corrupt, e.g. 'The Eiffel Tower'")
+    start = prompt.find(subject)
+    if start < 0:
+        raise ValueError(f"subject {subject!r} does not occur in the prompt {prompt!r}")
+    end = start + len(subject)
+    encoded = model.tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=False)
+    tokens = model.to_tokens(prompt)[0].tolist()
+    shift = len(tokens) - len(encoded["input_ids"])
+    if tokens[shift:] != list(encoded["input_ids"]):
+        raise ValueError("could not align the tokenizer's offsets with model.to_tokens(prompt)")
+    spans = encoded["offset_mapping"]
+    return [i + shift for i, (a, b) in enumerate(spans) if a < end and b > start]
+
+
+@dataclass
+class CausalTrace:
+    """Probability of ``answer`` with the subject corrupted and one activation restored.
+
+    ``grid.values[layer, position]`` is the mean over noise samples; ``grid.baseline`` the
+    corrupted probability (nothing restored), ``grid.reference`` the clean one.
+    """
+
+    grid: LabelledGrid
+    answer: str
+    subject: list[int]
+    site: str
+
+    @property
+    def clean_prob(self) -> float:
+        return float(self.grid.reference)
+
+    @property
+    def corrupted_prob(self) -> float:
+        return float(self.grid.baseline)
+
+    def indirect_effect(self) -> LabelledGrid:
+        """Restored minus corrupted probability, ``[layer, position]``."""
+        g = self.grid
+        return LabelledGrid(g.values - g.baseline, g.row_labels, g.col_labels, g.row_title,
+                            g.col_title, f"indirect effect on p({self.answer!r})", g.baseline,
+                            g.reference)
+
+    def figure(self, title: str | None = None):
+        """ROME's picture: positions down the side (subject tokens starred), layers across."""
+        from interp_lib.plotting import heatmap
+
+        g = self.grid
+        return heatmap(
+            g.values.T, x_labels=g.row_labels, y_labels=g.col_labels, colorscale="Purples",
+            title=title or (f"p({self.answer!r}) with {self.site} restored · clean "
+                            f"{self.clean_prob:.3f}, corrupted {self.corrupted_prob:.3f}"),
+            x_title="layer of the restored activation", y_title="position (* = subject)",
+            colorbar_title="probability",
+        )
+
+
+def _answer_id(model: Any, answer: Any, clean_logits: torch.Tensor) -> int:
+    if answer is None:
+        return int(clean_logits[0, -1].argmax())
+    if isinstance(answer, str):
+        ids = model.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(
+                f"answer {answer!r} is {len(ids)} tokens; give a single-token answer (with its "
+                "leading space, e.g. ' Paris') or a token id"
+            )
+        return int(ids[0])
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        if not 0 <= answer < model.cfg.d_vocab:
+            raise ValueError(
+                f"answer id {answer} is outside the vocabulary 0..{model.cfg.d_vocab - 1}")
+        return answer
+    raise TypeError(f"answer must be a string, a token id or None, got {type(answer).__name__}")
+
+
+@torch.no_grad()
+def causal_trace(
+    model: Any,
+    prompt: str,
+    subject: str,
+    answer: str | int | None = None,
+    *,
+    site: str = "resid_post",
+    noise: float = 3.0,
+    samples: int = 10,
+    seed: int = 0,
+    layers: list[int] | None = None,
+    max_rows: int = 128,
+) -> CausalTrace:
+    """ROME-style causal tracing of ``prompt`` with the ``subject`` tokens corrupted.
+
+    Noise: Gaussian with standard deviation ``noise`` times the standard deviation of the
+    token-embedding entries (ROME uses 3 times the embeddings' standard deviation), added to the
+    subject's token embeddings (``hook_embed``), the same ``samples`` draws for every cell. Each
+    cell restores the clean ``site`` activation (``resid_post`` = the output of the layer, as
+    in ROME; or ``resid_pre``, ``attn_out``, ``mlp_out``) at one (layer, position).
+    ``answer`` defaults to the model's own top-1 prediction on the clean prompt.
+    """
+    if site not in TRACE_SITES:
+        raise ValueError(f"unknown site {site!r}; choose one of {list(TRACE_SITES)}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+    _check_rows(max_rows)
+    layers = _layers(model, layers)
+    subj = subject_positions(model, prompt, subject)
+    tokens = to_tokens(model, prompt)
+    n_pos = tokens.shape[1]
+    template = TRACE_SITES[site]
+    names = {template.format(la) for la in layers}
+    clean_logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    answer_id = _answer_id(model, answer, clean_logits)
+    prob = answer_prob_metric(answer_id)
+    clean_prob = prob(clean_logits, tokens).item()
+
+    scale = noise * model.W_E.float().std().item()
+    gen = torch.Generator().manual_seed(seed)
+    draws = (torch.randn(samples, len(subj), model.cfg.d_model, generator=gen) * scale)
+    draws = draws.to(model.cfg.device)
+    subj_idx = torch.tensor(subj, device=model.cfg.device)
+
+    def corrupt(copies: int) -> Callable:
+        def hook(embed, hook=None):
+            embed = embed.clone()
+            view = embed.view(copies, samples, *embed.shape[1:])
+            view[:, :, subj_idx] += draws.to(embed.dtype)
+            return embed
+        return hook
+
+    with model.hooks(fwd_hooks=[("hook_embed", corrupt(1))]):
+        rows = tokens.repeat(samples, 1)
+        corrupted_prob = prob(model(rows), rows).mean().item()
+
+    values = torch.empty(len(layers), n_pos)
+    per_forward = max(1, max_rows // samples)
+    for row, layer in enumerate(layers):
+        clean_act = cache[template.format(layer)][0]
+        for start in range(0, n_pos, per_forward):
+            pos = torch.arange(start, min(n_pos, start + per_forward))
+            copies = len(pos)
+
+            def restore(act, hook=None, pos=pos, copies=copies, clean_act=clean_act):
+                act = act.clone()
+                view = act.view(copies, samples, *act.shape[1:])
+                view[torch.arange(copies), :, pos] = clean_act[pos][:, None].to(act.dtype)
+                return act
+
+            stacked = tokens.repeat(copies * samples, 1)
+            hooks = [("hook_embed", corrupt(copies)), (template.format(layer), restore)]
+            with model.hooks(fwd_hooks=hooks):
+                p = prob(model(stacked), stacked).float().view(copies, samples).mean(1)
+            values[row, start: start + copies] = p.cpu()
+    labels = model.to_str_tokens(tokens[0])
+    col_labels = [f"{p}: {tok}{' *' if p in subj else ''}" for p, tok in enumerate(labels)]
+    answer_text = model.tokenizer.decode([answer_id])
+    grid = LabelledGrid(values, [str(la) for la in layers], col_labels, row_title="layer",
+                        col_title="position", what=f"p({answer_text!r}) with {site} restored",
+                        baseline=corrupted_prob, reference=clean_prob)
+    return CausalTrace(grid, answer_text, subj, site)
