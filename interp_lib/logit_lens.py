@@ -129,6 +129,22 @@ def _decode_logits(model: Any, vectors: torch.Tensor, decoder: str) -> torch.Ten
     return x @ model.W_E.float().T
 
 
+def _readout_logits(model: Any, vectors: torch.Tensor) -> torch.Tensor:
+    """The standard decoder without TransformerLens's per-chunk extras: the model's own final
+    norm (``ln_final``), then ``W_U`` and ``b_U``. ``logit_readout`` computes the same logits
+    and also an entropy per row, which dataset mode computes itself; the tests check the two
+    agree."""
+    lead = vectors.shape[:-1]
+    flat = vectors.reshape(-1, vectors.shape[-1])
+    if getattr(model.cfg, "normalization_type", None) is not None:
+        flat = model.ln_final(flat.unsqueeze(0)).squeeze(0)
+    logits = flat @ model.W_U + model.b_U
+    transform = getattr(getattr(model, "adapter", None), "apply_output_logits_transform", None)
+    if callable(transform):
+        logits = transform(logits)
+    return logits.reshape(*lead, -1)
+
+
 def _ranks(log_probs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """1-based rank of ``ids[...]`` under ``log_probs[..., vocab]`` (ties rank high)."""
     chosen = log_probs.gather(-1, ids[..., None])
@@ -412,9 +428,16 @@ def lens_dataset(
         nxt = chunk[:, 1:].reshape(-1)
         for start in range(0, flat.shape[1], chunk_size):
             sl = slice(start, start + chunk_size)
-            lp = _decode_logits(model, flat[:, sl], decoder).float().log_softmax(-1)
+            if decoder == "standard":
+                lp = _readout_logits(model, flat[:, sl]).float().log_softmax(-1)
+            else:
+                lp = _decode_logits(model, flat[:, sl], decoder).float().log_softmax(-1)
             f = final_lp[sl]
-            sums["kl"] += (f.exp()[None] * (f[None] - lp)).sum(-1).sum(-1).double().cpu()
+            # KL(final || site) = sum p_f (log p_f - lp): the first term once per position
+            pf = f.exp()
+            neg_entropy_f = (pf * f).sum(-1)  # [n]
+            sums["kl"] += (neg_entropy_f[None] - torch.einsum("nv,snv->sn", pf, lp)
+                           ).sum(-1).double().cpu()
             sums["loss"] += (-lp.gather(-1, nxt[sl][None, :, None].expand(n_sites, -1, 1))
                              ).sum((1, 2)).double().cpu()
             agree = lp.argmax(-1) == f.argmax(-1)[None]

@@ -31,10 +31,21 @@ the rest carry content unrotated, so a query can match a key's content at any di
 with rotary on every dimension, the model learned to copy only over short distances (second-half
 accuracy 0.24 at period 16, none at period 30) and had no induction head after 25 minutes.
 
+With partial rotary and these defaults (20,000 steps measured), previous-token heads formed
+(0.5 to 0.75) but copying still faded with distance (second-copy accuracy 0.28 at period 5, 0.03
+at 29, none at 40 or 50) and there was no induction head: periods of 4 to 29 can be predicted by
+short-range means. ``init_from`` starts a second phase from such a run's weights with its own
+schedule and mixture (e.g. random rows of 128 tokens with periods 20 to 60 only); the model
+card lists both phases and the commands for each.
+
 Usage::
 
     python scripts/fetch_corpus.py
     python scripts/train_course_model.py --out data/run --ship interp_lib/course_model
+    # a second phase from the first one's weights (fresh optimiser and schedule):
+    cp data/run/checkpoint.pt data/run/phase1.pt
+    python scripts/train_course_model.py --out data/run2 --ship interp_lib/course_model \
+        --steps 10000 --set init_from=data/run/phase1.pt --set random_len=128 ...
 
 About 30,000 steps at about 0.2 s each on a 2-core CPU: under two hours in the background.
 """
@@ -90,6 +101,9 @@ class Config:
     warm_len: int = 128
     warm_n_max: int = 60
     heldout_every: int = 20
+    # start from the weights of another run's checkpoint (a second phase with its own schedule
+    # and mixture); "" starts from random weights. The optimiser state is not carried over.
+    init_from: str = ""
 
 
 # ---------------------------------------------------------------- data
@@ -352,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
+    elif cfg.init_from:
+        first = torch.load(cfg.init_from, weights_only=False)
+        model.load_state_dict(first["model"])
+        print(f"initialised from {cfg.init_from} (step {first['step']} of a run with config "
+              f"{first['config']})", flush=True)
     log = (out / "train_log.jsonl").open("a")
     model.train()
     train_loss = []

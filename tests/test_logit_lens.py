@@ -218,3 +218,21 @@ def test_dataset_figures_and_widget(model3, lens):
     start = box.children[1].children[0]
     start.value = 3
     assert box.figure.layout.xaxis.ticktext[0] == lens.str_tokens[0][3].replace(" ", "·")[:12]
+
+
+@pytest.mark.parametrize("name", ["model3", "tiny_neox"])
+def test_dataset_decoder_equals_transformer_lens_logit_readout(request, name):
+    """Dataset mode reads logits directly (final norm, W_U, b_U); TransformerLens's
+    logit_readout must give the same numbers."""
+    from transformer_lens.tools.analysis.logit_lens import logit_readout
+
+    from interp_lib.logit_lens import _readout_logits
+
+    model = request.getfixturevalue(name)
+    model = model[0] if isinstance(model, tuple) else model
+    torch.manual_seed(0)
+    vectors = torch.randn(3, 5, model.cfg.d_model) * 4
+    with torch.no_grad():
+        ours = _readout_logits(model, vectors)
+        theirs = logit_readout(model, vectors, return_type="logits").values
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
