@@ -42,7 +42,7 @@ from jaxtyping import Float, Int
 
 from interp_lib.grid import LabelledGrid
 from interp_lib.inputs import to_tokens
-from interp_lib.metrics import Metric, loss_metric
+from interp_lib.metrics import Metric, check_metric, loss_metric
 
 __all__ = [
     "ABLATION_METHODS",
@@ -67,17 +67,6 @@ def _is_z(name: str) -> bool:
 def _check_method(method: str) -> None:
     if method not in ABLATION_METHODS:
         raise ValueError(f"unknown ablation method {method!r}; choose one of {ABLATION_METHODS}")
-
-
-def _check_metric(metric: Any) -> Metric:
-    if metric is None:
-        return loss_metric()
-    if not callable(metric):
-        raise TypeError(
-            "metric must be a function metric(logits, tokens) -> [batch], e.g. "
-            f"interp_lib.metrics.loss_metric(); got {type(metric).__name__}"
-        )
-    return metric
 
 
 def _metric_name(metric: Metric) -> str:
@@ -159,7 +148,7 @@ def head_ablation(
         reference: the batch the mean or resampled values come from (default: ``tokens``).
         max_rows: rows per forward (copies x batch); lower it if memory is short.
     """
-    metric = _check_metric(metric)
+    metric = check_metric(metric, loss_metric())
     _check_method(method)
     tokens = to_tokens(model, tokens)
     cfg = model.cfg
@@ -200,7 +189,7 @@ def head_ablation_loop(
 ) -> LabelledGrid:
     """The straightforward version of :func:`head_ablation`: one forward per head (reference
     for tests and benchmarks)."""
-    metric = _check_metric(metric)
+    metric = check_metric(metric, loss_metric())
     _check_method(method)
     tokens = to_tokens(model, tokens)
     cfg = model.cfg
@@ -260,7 +249,7 @@ def head_importance(
     compare within a layer and rankings across layers are balanced). ``base_mask`` (0/1,
     ``[layer, head]``) removes heads first; removed heads get importance 0.
     """
-    metric = _check_metric(metric)
+    metric = check_metric(metric, loss_metric())
     tokens = to_tokens(model, tokens)
     cfg = model.cfg
     base = (torch.ones(cfg.n_layers, cfg.n_heads) if base_mask is None
@@ -376,7 +365,7 @@ def prune_heads(
     removed heads masked; ``order="random"`` removes them in a seeded random order (the
     control). Runs until every head is gone.
     """
-    metric = _check_metric(metric)
+    metric = check_metric(metric, loss_metric())
     tokens = to_tokens(model, tokens)
     if order not in ("importance", "random"):
         raise ValueError(f"order must be 'importance' or 'random', got {order!r}")

@@ -4,7 +4,7 @@ Installs what is missing (from a checkout: ``scripts/install.py``), picks the mo
 all notebooks, executes every notebook in ``notebooks/`` in a fresh kernel, writes the executed
 notebooks and HTML pages into ``build/`` (``NAME.html``, a code-hidden ``lecture/NAME.html``
 and ``index.html``, all working offline: :mod:`interp_lib.pages`), and prints a table of
-notebook, status, seconds and page size.
+notebook, status, seconds, the kernel's peak memory and page size (also as ``build/course.json``).
 
 Model choice, made once and passed to every kernel through ``INTERP_MODEL``: ``--model`` if
 given, else ``$INTERP_MODEL``, else :func:`interp_lib.models.resolve_model` (gpt2-small when
@@ -19,6 +19,7 @@ where torch and TransformerLens are not installed yet.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +36,8 @@ CHECKOUT = PACKAGE_DIR.parent
 
 @dataclass
 class NotebookResult:
-    """One notebook's run: name, "ok" or "failed", seconds, and the error's last line."""
+    """One notebook's run: name, "ok" or "failed", seconds, the error's last line, and the
+    kernel's peak resident memory in MB (``None`` where the platform does not report it)."""
 
     name: str
     status: str
@@ -44,6 +46,25 @@ class NotebookResult:
     html: Path | None = None
     lecture: Path | None = None
     info: Any = None  # interp_lib.pages.NotebookInfo: title and learning goals
+    peak_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able part: name, status, seconds, error, peak_mb."""
+        return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 2),
+                "error": self.error, "peak_mb": self.peak_mb}
+
+
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """Peak resident memory (VmHWM) of process ``pid`` in MB, from /proc (Linux only)."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def _ensure_installed() -> None:
@@ -96,6 +117,15 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> NotebookResul
         nb, timeout=timeout, kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
+    peak: list[float | None] = [None]
+
+    def record_peak(**_: Any) -> None:  # after every cell: the kernel's high-water mark so far
+        provisioner = getattr(client.km, "provisioner", None)
+        value = _peak_rss_mb(getattr(provisioner, "pid", None))
+        if value is not None:
+            peak[0] = value
+
+    client.on_cell_executed = record_peak
     start = time.perf_counter()
     status, error = "ok", ""
     try:
@@ -109,17 +139,18 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> NotebookResul
     nbformat.write(nb, out_dir / "notebooks" / path.name)
     page, lecture = export_pages(nb, out_dir, path.stem)
     return NotebookResult(path.stem, status, seconds, error, page, lecture,
-                          notebook_info(nb, path.stem))
+                          notebook_info(nb, path.stem), peak[0])
 
 
 def _table(results: list[NotebookResult]) -> str:
     width = max([len("notebook")] + [len(r.name) for r in results])
-    rows = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  {'page MB':>7}",
-            "-" * (width + 26)]
+    rows = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  {'peak MB':>7}  "
+            f"{'page MB':>7}", "-" * (width + 35)]
     for r in results:
         size = r.html.stat().st_size / 2**20 if r.html is not None else float("nan")
-        rows.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {size:7.1f}"
-                    + (f"  {r.error}" if r.error else ""))
+        peak = float("nan") if r.peak_mb is None else r.peak_mb
+        rows.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {peak:7.0f}  "
+                    f"{size:7.1f}" + (f"  {r.error}" if r.error else ""))
     return "\n".join(rows)
 
 
@@ -157,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     from interp_lib.pages import write_index
 
     index = write_index(results, out_dir, model_line)
+    (out_dir / "course.json").write_text(json.dumps(
+        {"model": model_line, "notebooks": [r.to_dict() for r in results]}, indent=2) + "\n")
     print(_table(results))
     failed = sum(r.status != "ok" for r in results)
     print(f"[course] {len(results) - failed} ok, {failed} failed; pages in {out_dir} "

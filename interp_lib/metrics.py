@@ -28,11 +28,23 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-__all__ = ["Metric", "answer_prob_metric", "logit_diff_metric", "loss_metric"]
+__all__ = ["Metric", "answer_prob_metric", "check_metric", "logit_diff_metric", "loss_metric"]
 
 #: ``metric(logits [batch, pos, vocab], tokens [batch, pos]) -> [batch]``.
 Metric = Callable[[Float[torch.Tensor, "batch pos vocab"], Int[torch.Tensor, "batch pos"]],
                   Float[torch.Tensor, " batch"]]
+
+
+def check_metric(metric: Any, default: Metric | None = None) -> Metric:
+    """``metric`` if it is callable, ``default`` if it is None (and a default is given)."""
+    if metric is None and default is not None:
+        return default
+    if not callable(metric):
+        raise TypeError(
+            "metric must be a function metric(logits, tokens) -> [batch], e.g. "
+            f"interp_lib.metrics.loss_metric(); got {type(metric).__name__}"
+        )
+    return metric
 
 
 def _ids(value: Any, what: str) -> torch.Tensor:

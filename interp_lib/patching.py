@@ -43,7 +43,7 @@ from jaxtyping import Int
 from interp_lib.grid import LabelledGrid
 from interp_lib.heads import _repeat_period
 from interp_lib.inputs import check_layer, to_tokens
-from interp_lib.metrics import Metric, answer_prob_metric, loss_metric
+from interp_lib.metrics import Metric, answer_prob_metric, check_metric, loss_metric
 
 __all__ = [
     "PATCH_KINDS",
@@ -67,17 +67,6 @@ TRACE_SITES = {
 }
 
 
-def _check_metric(metric: Any, default: Metric) -> Metric:
-    if metric is None:
-        return default
-    if not callable(metric):
-        raise TypeError(
-            "metric must be a function metric(logits, tokens) -> [batch] (see "
-            f"interp_lib.metrics); got {type(metric).__name__}"
-        )
-    return metric
-
-
 def _check_rows(max_rows: int) -> None:
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
@@ -98,7 +87,7 @@ def _layers(model: Any, layers: Any) -> list[int]:
 def _mlp_setup(model: Any, tokens: Any, metric: Any):
     tokens = to_tokens(model, tokens)
     n = _repeat_period(tokens)
-    metric = _check_metric(metric, loss_metric(n + 1))
+    metric = check_metric(metric, loss_metric(n + 1))
     return tokens, n, metric
 
 
@@ -224,9 +213,7 @@ def activation_patching(
     """
     if kind not in PATCH_KINDS:
         raise ValueError(f"unknown patching kind {kind!r}; choose one of {PATCH_KINDS}")
-    metric = _check_metric(metric, None)
-    if metric is None:
-        raise TypeError("activation_patching needs a metric, e.g. logit_diff_metric(...)")
+    metric = check_metric(metric)
     clean_tokens, corrupt_tokens = to_tokens(model, clean), to_tokens(model, corrupted)
     if clean_tokens.shape != corrupt_tokens.shape:
         raise ValueError(

@@ -81,20 +81,9 @@ def save_tiny_gpt2(
     The model is the GPT-2 architecture (learned positions, LayerNorm, GELU MLPs) at a tiny
     size; the same arguments and seed always give the same weights.
     """
-    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    for label, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
-                         ("n_ctx", n_ctx)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive int, got {value!r}")
-    if d_model % n_heads:
-        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tiny_tokenizer(vocab_size)
-    tokenizer.model_max_length = n_ctx
-    bos_id = tokenizer.convert_tokens_to_ids(BOS)
+    path, tokenizer, bos_id = _prepare(path, n_layers, d_model, n_heads, n_ctx, vocab_size)
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=n_ctx,
@@ -104,12 +93,7 @@ def save_tiny_gpt2(
         bos_token_id=bos_id,
         eos_token_id=bos_id,
     )
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(config).eval()
-    with contextlib.redirect_stderr(io.StringIO()):  # transformers' "Writing shards" bar
-        model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return _write(GPT2LMHeadModel, config, tokenizer, path, seed)
 
 
 def save_tiny_neox(
@@ -124,25 +108,40 @@ def save_tiny_neox(
 ) -> Path:
     """Write a random-init ``GPTNeoXForCausalLM`` shaped like the course model (partial rotary,
     sequential residual, tied embeddings) and its tokenizer to ``path``; return the path."""
-    import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    if d_model % n_heads:
-        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tiny_tokenizer(vocab_size)
-    tokenizer.model_max_length = n_ctx
-    bos_id = tokenizer.convert_tokens_to_ids(BOS)
+    path, tokenizer, bos_id = _prepare(path, n_layers, d_model, n_heads, n_ctx, vocab_size)
     config = GPTNeoXConfig(
         vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
         num_attention_heads=n_heads, intermediate_size=4 * d_model,
         max_position_embeddings=n_ctx, rotary_pct=0.25, use_parallel_residual=False,
         tie_word_embeddings=True, bos_token_id=bos_id, eos_token_id=bos_id,
     )
+    return _write(GPTNeoXForCausalLM, config, tokenizer, path, seed)
+
+
+def _prepare(path, n_layers: int, d_model: int, n_heads: int, n_ctx: int, vocab_size: int):
+    """Checked sizes, the created folder, the tiny tokenizer and its BOS id."""
+    for label, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
+                         ("n_ctx", n_ctx)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive int, got {value!r}")
+    if d_model % n_heads:
+        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tiny_tokenizer(vocab_size)
+    tokenizer.model_max_length = n_ctx
+    return path, tokenizer, tokenizer.convert_tokens_to_ids(BOS)
+
+
+def _write(model_class, config, tokenizer, path: Path, seed: int) -> Path:
+    """A seeded random-init model of ``model_class`` and the tokenizer, saved to ``path``."""
+    import torch
+
     torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(config).eval()
-    with contextlib.redirect_stderr(io.StringIO()):
+    model = model_class(config).eval()
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' "Writing shards" bar
         model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

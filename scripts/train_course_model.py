@@ -85,6 +85,8 @@ class Config:
     warmup: int = 300
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
+    # weight decay on the input embedding too (False: rows of rare tokens keep their scale)
+    decay_embeddings: bool = True
     # text rows of text_len tokens per step: plain windows, and windows with a copied span
     mix_natural: int = 2
     mix_span: int = 0
@@ -100,7 +102,29 @@ class Config:
     warm_rows: int = 16
     warm_len: int = 128
     warm_n_max: int = 60
+    # vocabulary curriculum for the random rows: their tokens come from the random_vocab_start
+    # most frequent training tokens at first, a set growing geometrically to the whole
+    # vocabulary by step random_vocab_steps (0: the whole vocabulary from the start). With few
+    # distinct tokens, a bag of the earlier tokens predicts nothing and copying the token that
+    # followed the current one's earlier occurrence (induction) is what pays.
+    random_vocab_start: int = 0
+    random_vocab_steps: int = 0
     heldout_every: int = 20
+    # attention guidance (off when guide_steps is 0): for the first guide_steps steps, an extra
+    # loss on the repeated-random rows pulls head guide_prev ("L.H") towards the previous token
+    # and head guide_induction towards the token after the current token's previous occurrence,
+    # weighted guide_weight and fading linearly to zero; afterwards only the language-modelling
+    # loss trains. It seeds the circuit that plain training on this CPU budget did not find;
+    # whatever the weights do after the fade, they do for the language-modelling loss.
+    guide_steps: int = 0
+    # the token embedding (tied: also the unembedding) stays at its random initialisation for
+    # the first freeze_embed_steps steps, so that every token, rare ones included, keeps a
+    # distinct vector while the copying circuit forms (trained, the vectors of rarely seen
+    # tokens drift together: they are pushed down as wrong answers at every step)
+    freeze_embed_steps: int = 0
+    guide_weight: float = 1.0
+    guide_prev: str = "0.0"
+    guide_induction: str = "1.0"
     # start from the weights of another run's checkpoint (a second phase with its own schedule
     # and mixture); "" starts from random weights. The optimiser state is not carried over.
     init_from: str = ""
@@ -150,9 +174,27 @@ def token_stream(tokenizer, texts: list[str]) -> np.ndarray:
     return np.concatenate(pieces)
 
 
-def make_batch(stream: np.ndarray, cfg: Config, step: int, bos: int):
+def frequency_order(stream: np.ndarray, vocab: int, bos: int) -> np.ndarray:
+    """Token ids by decreasing count in ``stream`` (ties by id), without ``bos``."""
+    counts = np.bincount(stream, minlength=vocab)
+    order = np.lexsort((np.arange(vocab), -counts))
+    return order[order != bos]
+
+
+def random_vocab_size(cfg: Config, step: int) -> int:
+    """How many of the most frequent tokens the random rows draw from at ``step``."""
+    full = cfg.vocab_size - 1
+    if not cfg.random_vocab_start or step >= cfg.random_vocab_steps:
+        return full
+    start = min(cfg.random_vocab_start, full)
+    return int(round(start * (full / start) ** (step / cfg.random_vocab_steps)))
+
+
+def make_batch(stream: np.ndarray, cfg: Config, step: int, bos: int,
+               order: np.ndarray | None = None):
     """``[(input_ids, labels), ...]`` for one step (text rows, random rows); a function of
-    (seed, step) only. Labels are -100 where nothing can be predicted."""
+    (seed, step) only. Labels are -100 where nothing can be predicted. ``order``: token ids
+    by decreasing frequency (:func:`frequency_order`), needed by the vocabulary curriculum."""
     rng = np.random.default_rng([cfg.seed, step])
     n_ctx = cfg.text_len
     groups = []
@@ -179,7 +221,10 @@ def make_batch(stream: np.ndarray, cfg: Config, step: int, bos: int):
                              else (cfg.mix_random, cfg.random_len, cfg.random_n_max))
     for _ in range(n_rows):
         n = int(rng.integers(cfg.random_n_min, n_max))
-        half = rng.integers(1, cfg.vocab_size, size=n)
+        if cfg.random_vocab_start:
+            half = order[rng.integers(0, random_vocab_size(cfg, step), size=n)]
+        else:
+            half = rng.integers(1, cfg.vocab_size, size=n)
         row = np.concatenate([[bos], np.resize(half, length - 1)])
         label = row.copy()
         label[: n + 2] = -100  # unpredictable: BOS, the first copy, the second copy's start
@@ -268,6 +313,42 @@ def tokens_seen(cfg: Config, steps: int) -> int:
             + later * cfg.mix_random * cfg.random_len)
 
 
+def _head(spec: str, cfg: Config) -> tuple[int, int]:
+    layer, _, head = spec.partition(".")
+    layer, head = int(layer), int(head)
+    if not (0 <= layer < cfg.n_layers and 0 <= head < cfg.n_heads):
+        raise SystemExit(f"guide head {spec!r} is outside {cfg.n_layers} layers x "
+                         f"{cfg.n_heads} heads")
+    return layer, head
+
+
+def guide_weight_at(step: int, cfg: Config) -> float:
+    """Weight of the attention-guidance loss at ``step``: linear fade to 0 at guide_steps."""
+    if step >= cfg.guide_steps:
+        return 0.0
+    return cfg.guide_weight * (1 - step / cfg.guide_steps)
+
+
+def guide_loss(attentions, labels: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Mean negative log attention of the guided heads on their targets, on repeated-random
+    rows: the previous position for guide_prev; for guide_induction, at every position of the
+    second copy onwards, the position after the current token's occurrence one period back.
+    ``labels`` (-100 on BOS, the first copy and the second copy's first token) gives each row's
+    period."""
+    (lp, hp), (li, hi) = _head(cfg.guide_prev, cfg), _head(cfg.guide_induction, cfg)
+    prev = attentions[lp][:, hp]  # [row, query, key]
+    n_pos = prev.shape[-1]
+    loss_prev = -prev.diagonal(offset=-1, dim1=-2, dim2=-1).clamp_min(1e-6).log().mean()
+    ind = attentions[li][:, hi]
+    terms = []
+    for row, label in enumerate(labels):
+        n = int((label == -100).sum()) - 2  # the row's period
+        queries = torch.arange(n + 1, n_pos)
+        terms.append(ind[row, queries, queries - n + 1])
+    loss_ind = -torch.cat(terms).clamp_min(1e-6).log().mean()
+    return loss_prev + loss_ind
+
+
 def lr_at(step: int, cfg: Config) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -347,9 +428,16 @@ def main(argv: list[str] | None = None) -> int:
     bos = tokenizer.convert_tokens_to_ids(BOS)
     print(f"train tokens {len(train):,}; held-out tokens {len(heldout):,}; "
           f"vocab {len(tokenizer)}", flush=True)
+    order = frequency_order(train, cfg.vocab_size, bos)
     model = build_model(cfg, bos)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+
+    def decays(name, param):
+        if name.endswith("embed_in.weight") and not cfg.decay_embeddings:
+            return False
+        return param.ndim >= 2
+
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95))
@@ -373,19 +461,31 @@ def main(argv: list[str] | None = None) -> int:
               f"{first['config']})", flush=True)
     log = (out / "train_log.jsonl").open("a")
     model.train()
-    train_loss = []
+    train_loss, guide_log = [], []
     start = time.perf_counter() - elapsed
     stop = min(cfg.steps, args.stop_at) if args.stop_at else cfg.steps
     while step < stop:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         # every group (text rows, random rows) weighs equally in the step's loss
-        groups = make_batch(train, cfg, step, bos)
+        groups = make_batch(train, cfg, step, bos, order)
         loss = 0.0
-        for ids, labels in groups:
-            part = model(ids, labels=labels).loss / len(groups)
-            part.backward()
+        weight = guide_weight_at(step, cfg)
+        for index, (ids, labels) in enumerate(groups):
+            guided = weight > 0 and index == len(groups) - 1 and cfg.mix_random > 0
+            if guided:  # the random rows are the last group
+                model.set_attn_implementation("eager")
+                out = model(ids, labels=labels, output_attentions=True)
+                model.set_attn_implementation("sdpa")
+                extra = weight * guide_loss(out.attentions, labels, cfg)
+                guide_log.append(extra.item())
+            else:
+                out, extra = model(ids, labels=labels), 0.0
+            part = out.loss / len(groups)
+            (part + extra).backward()
             loss += part.detach()
+        if step < cfg.freeze_embed_steps:
+            model.get_input_embeddings().weight.grad = None
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -396,11 +496,12 @@ def main(argv: list[str] | None = None) -> int:
             record = {"step": step, "tokens": tokens_seen(cfg, step),
                       "minutes": (time.perf_counter() - start) / 60,
                       "train_loss": float(np.mean(train_loss)),
+                      **({"guide_loss": float(np.mean(guide_log))} if guide_log else {}),
                       "heldout_loss": heldout_loss(model, heldout, cfg, bos),
                       **{k: v for k, v in repeat_metrics(model, cfg, bos).items()
                          if not k.endswith("_scores")}}
             model.train()
-            train_loss = []
+            train_loss, guide_log = [], []
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v

@@ -42,12 +42,9 @@ def retrain_command(config: dict, trained_steps: int | None = None, *, out: str 
             + (f" --ship {ship}" if ship else "") + steps + stop + "".join(flags))
 
 
-def first_phase(config: dict) -> dict | None:
-    """For a run that started from another run's checkpoint (``init_from``): that run's config,
-    step and log (its ``train_log.jsonl`` beside the checkpoint, up to that step)."""
-    path = Path(config.get("init_from") or "")
-    if not config.get("init_from"):
-        return None
+def _phase_from_checkpoint(path: Path) -> dict:
+    """A finished phase read back from its checkpoint: config, step, minutes, and its log
+    (``train_log.jsonl`` beside the checkpoint, up to that step)."""
     state = torch.load(path, weights_only=False, map_location="cpu")
     log_file = path.parent / "train_log.jsonl"
     rows = []
@@ -62,16 +59,31 @@ def first_phase(config: dict) -> dict | None:
             "minutes": state["elapsed"] / 60, "log": rows}
 
 
-def retrain_commands(config: dict, trained_steps: int | None, first: dict | None) -> str:
-    """The commands that rebuild the shipped weights, one per training phase."""
-    if first is None:
-        return retrain_command(config, trained_steps)
-    folder = str(Path(first["path"]).parent)
-    return "\n".join([
-        retrain_command(first["config"], first["step"], out=folder, ship=None),
-        f"cp {folder}/checkpoint.pt {first['path']}",
-        retrain_command(config, trained_steps),
-    ])
+def earlier_phases(config: dict) -> list[dict]:
+    """The phases a run started from, oldest first: ``init_from`` followed back through each
+    checkpoint's own config. Empty for a run from random weights."""
+    phases: list[dict] = []
+    seen = set()
+    source = config.get("init_from") or ""
+    while source:
+        if source in seen:
+            raise SystemExit(f"init_from loops back to {source}")
+        seen.add(source)
+        phase = _phase_from_checkpoint(Path(source))
+        phases.insert(0, phase)
+        source = phase["config"].get("init_from") or ""
+    return phases
+
+
+def retrain_commands(config: dict, trained_steps: int | None, earlier: list[dict]) -> str:
+    """The commands that rebuild the shipped weights, one per training phase (each earlier
+    phase's last checkpoint copied to where the next phase's ``init_from`` expects it)."""
+    lines = []
+    for phase in earlier:
+        folder = str(Path(phase["path"]).parent)
+        lines += [retrain_command(phase["config"], phase["step"], out=folder, ship=None),
+                  f"cp {folder}/checkpoint.pt {phase['path']}"]
+    return "\n".join(lines + [retrain_command(config, trained_steps)])
 
 
 def sample_windows(tokenizer, text: str, n_ctx: int, bos: int) -> torch.Tensor:
@@ -148,6 +160,13 @@ def _phase_text(c: dict, steps: int, tokens: float, minutes: float) -> str:
             f"sequences of {c['warm_len']} tokens (n below {c['warm_n_max']})"
             if c.get("random_only_steps") else "")
     stopped = (f" (of a {c['steps']}-step schedule, stopped there)" if steps < c["steps"] else "")
+    guide = (f" **Attention guidance**: for the first {c['guide_steps']} steps an extra loss on "
+             f"the random rows (weight {c['guide_weight']}, fading linearly to 0) pulled head "
+             f"{c['guide_prev']} towards the previous position and head {c['guide_induction']} "
+             "towards the position after the current token's occurrence one period back (the "
+             "mean negative log of those attention weights); from step "
+             f"{c['guide_steps']} on, only the language-modelling loss trained."
+             if c.get("guide_steps") else "")
     return (
         f"{steps} steps{stopped}, {tokens / 1e6:.1f} M tokens, {minutes:.0f} minutes on a 2-core "
         f"CPU. AdamW (β = 0.9, 0.95; weight decay {c['weight_decay']} on matrices), peak learning "
@@ -157,16 +176,18 @@ def _phase_text(c: dict, steps: int, tokens: float, minutes: float) -> str:
         f"{c['mix_span']} in which a span is copied further on), and {c['mix_random']} sequences "
         f"of BOS + n random tokens repeated to fill {c['random_len']} tokens (n from "
         f"{c['random_n_min']} to {c['random_n_max'] - 1}; loss only where the sequence is "
-        f"predictable, from the second token of the second copy on){warm}.")
+        f"predictable, from the second token of the second copy on){warm}.{guide}")
 
 
-def render(card: dict, metrics: dict, manifest: list[dict], first: dict | None = None) -> str:
+def render(card: dict, metrics: dict, manifest: list[dict],
+           earlier: list[dict] | None = None) -> str:
     c = metrics["config"]
+    earlier = earlier or []
     d_head = card["d_model"] // card["n_heads"]
     rows = []
-    if first is not None:
-        rows += _log_rows(first["log"], "1")
-    rows += _log_rows(metrics["log"], "2" if first is not None else "1")
+    for i, phase in enumerate(earlier):
+        rows += _log_rows(phase["log"], str(i + 1))
+    rows += _log_rows(metrics["log"], str(len(earlier) + 1))
     log_rows = "\n".join(rows)
     data_rows = "\n".join(
         f"| `{m['package']}` | {m['version']} | {m['documents']} | {m['characters']:,} | "
@@ -175,20 +196,23 @@ def render(card: dict, metrics: dict, manifest: list[dict], first: dict | None =
         [f"| previous-token | {h} | {v:.3f} |" for h, v in _top(card["prev_token_scores"])]
         + [f"| induction | {h} | {v:.3f} |" for h, v in _top(card["induction_scores"])])
     steps = metrics.get("train_steps", c["steps"])
-    if first is None:
-        training = (f"Seed {c['seed']}; input and output embeddings tied ({c['tie_embeddings']}). "
-                    + _phase_text(c, steps, metrics["train_tokens"], metrics["train_minutes"]))
+    tied = (f"Seed {c['seed']}; input and output embeddings tied ({c['tie_embeddings']}). ")
+    if not earlier:
+        training = tied + _phase_text(c, steps, metrics["train_tokens"], metrics["train_minutes"])
     else:
-        f_tokens = first["log"][-1]["tokens"] if first["log"] else float("nan")
-        training = (
-            f"Seed {c['seed']}; input and output embeddings tied ({c['tie_embeddings']}). "
-            "Two phases, the second starting from the first one's weights with a fresh "
-            "optimiser and schedule.\n\n**Phase 1** (general language and short-range "
-            "copying): " + _phase_text(first["config"], first["step"], f_tokens,
-                                      first["minutes"])
-            + "\n\n**Phase 2** (long-range copying: periods of 20 to 60 tokens, so that only "
-            "a content-based induction mechanism lowers the loss on the random rows): "
-            + _phase_text(c, steps, metrics["train_tokens"], metrics["train_minutes"]))
+        parts = [tied + f"{len(earlier) + 1} phases, each starting from the previous one's "
+                 "weights with a fresh optimiser and schedule."]
+        for i, phase in enumerate(earlier):
+            tokens = phase["log"][-1]["tokens"] if phase["log"] else float("nan")
+            parts.append(f"**Phase {i + 1}**: "
+                         + _phase_text(phase["config"], phase["step"], tokens, phase["minutes"]))
+        parts.append(f"**Phase {len(earlier) + 1}**: "
+                     + _phase_text(c, steps, metrics["train_tokens"], metrics["train_minutes"]))
+        training = "\n\n".join(parts)
+    seeded = (" Its induction circuit was seeded: an auxiliary loss on attention patterns chose "
+              f"which heads (previous-token {c['guide_prev']}, induction "
+              f"{c['guide_induction']}) during part of training; see Training."
+              if c.get("guide_steps") else "")
     return f"""# The course model
 
 A small GPT-NeoX-architecture language model (rotary positions on a quarter of each head's
@@ -196,7 +220,7 @@ dimensions as in Pythia, LayerNorm, GELU MLPs, sequential attention then MLP, ti
 trained from scratch on public-domain English by `scripts/train_course_model.py`, so that every
 notebook of the course shows real behaviour offline.
 It is a teaching model: far weaker than GPT-2 small, and trained on a narrow corpus (political
-speeches and one novel).
+speeches and one novel).{seeded}
 
 | | |
 |---|---|
@@ -231,25 +255,38 @@ GPT-NeoX adapter otherwise does not).
 
 {training}
 
-In-context copying is what the course studies, and plain text teaches
-it slowly; steps are small and many because induction heads emerge after about
-10^5.7 × sqrt(batch × context) tokens (Aoyama, Wilcox and Schneider 2025, arXiv:2511.16893).
+**What the phases are for, and how the recipe was found.** In-context copying is what the
+course studies, and text alone teaches it slowly. Phase 1 (text plus short repeated random
+sequences, 20,000 small steps) gave general language and previous-token heads (0.5 to 0.75) but
+no induction head (best score 0.01): its copying faded with distance (second-copy accuracy 0.28
+at period 5, 0.03 at 29, 0.00 at 40 and 50). Phase 2 trained on long periods only (20 to 60),
+so that short-range means could not predict the random rows: the second half became 3.2 nats
+cheaper, but through a *bag of earlier tokens* (layer-0 heads spreading their attention over
+the context, about 3.1 nats of entropy, copying whatever is there), not induction (best score
+0.03). Phase 3 adds **attention guidance** for its first part (see above): an induction pattern
+on head {c.get('guide_induction', '?')}, resting on a previous-token head
+{c.get('guide_prev', '?')}, formed within 1,000 steps, and the language-modelling loss alone kept
+and sharpened both after the guidance faded (the log below shows the scores after step
+{c.get('guide_steps', '?')}). So these heads' *positions* were chosen by the recipe; what they
+compute, the copying through their OV circuits and the composition between them, was learned.
+The notebooks find them by their scores, as they would on any model.
+
+Runs that did not reach induction on this CPU (all 4 × 256, 8k vocabulary): from scratch
+with untied embeddings (prev-token 0.10, induction 0.04 after 2,250 steps, the same path as
+phase 1); the same with the random rows' tokens drawn from the 256 most frequent tokens at
+first, widening to the whole vocabulary (no induction, 0.03, after 2,800 steps); untied
+embeddings with attention guidance (the induction pattern formed, 0.51 after 2,750 steps, but
+nothing was copied: second-half loss 9.02, about ln 8192, since the copy must map one random
+table onto another); tied embeddings with guidance from scratch (0.21 after 2,000 steps, no
+copying yet); tied embeddings frozen at their initialisation during guidance (no induction
+pattern, 0.02 after 2,000 steps). Trained tied embeddings of rarely seen tokens drift together
+(after phase 2, mean cosine 0.80 among the 500 rarest tokens' vectors, 0.50 among the 500 most
+frequent), which makes copying a rare token harder than copying a common one.
 
 Why GPT-NeoX rather than GPT-2: measured on this CPU at this size (4 × 256, 8k vocabulary,
 16 × 256 tokens a step), GPT-NeoX trained at 3,190 tokens/s against GPT-2's 1,670; and in the
 planning runs of the project's issue, a GPT-2 of this size had no previous-token head after 25
 minutes while a rotary model had one (0.51) after 14.
-
-What it took to get induction heads on a 2-core CPU (earlier runs of this script, all 4 × 256):
-text with a quarter of its rows copying spans, untied embeddings, peak learning rate 2e-3: no
-induction head after 35 minutes; half the rows repeated random tokens: none after 67 minutes;
-tied embeddings, learning rate 3e-3 and a warm-up on repeated random tokens alone gave a
-previous-token head (0.99) within 5 minutes but copying only over short distances while rotary
-covered every head dimension. The configuration above (rotary on a quarter of the dimensions,
-as in Pythia; small steps) gave previous-token heads (0.5 to 0.75) but, after 20,000 steps,
-copying that fades with distance (second-copy accuracy 0.28 at period 5, 0.03 at 29, 0.00 at 40
-and 50) and no induction head (best score 0.01): the random rows (periods 4 to 29) could be
-predicted by short-range means. Phase 2 trains on long periods only.
 
 Loss curve (held-out: 64 evenly spaced windows of the held-out split; head scores on BOS + 50
 random tokens repeated, batch 8, best head in brackets):
@@ -284,7 +321,7 @@ the shipped files.
 
 ```bash
 python scripts/fetch_corpus.py
-{retrain_commands(c, metrics.get('train_steps'), first)}
+{retrain_commands(c, metrics.get('train_steps'), earlier)}
 python scripts/write_model_card.py interp_lib/course_model
 ```
 
@@ -304,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     card = measure(folder)
     (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    first = first_phase(metrics["config"])
-    (folder / "MODEL_CARD.md").write_text(render(card, metrics, manifest, first))
+    earlier = earlier_phases(metrics["config"])
+    (folder / "MODEL_CARD.md").write_text(render(card, metrics, manifest, earlier))
     print(f"wrote {folder / 'MODEL_CARD.md'} and card.json")
     return 0
 

@@ -1,6 +1,8 @@
 """The course runner: model choice, executing notebooks, pages and the summary table."""
 
+import json
 import os
+import sys
 
 import nbformat
 import pytest
@@ -45,7 +47,8 @@ def test_a_bad_interp_model_is_not_papered_over(tmp_path, monkeypatch, offline_h
 
 
 def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsys):
-    good = _write(tmp_path / "01_good.ipynb", "x = 1 + 1\nassert x == 2\nprint('ran')")
+    good = _write(tmp_path / "01_good.ipynb", "import numpy as np\nbig = np.ones(25_000_000)\n"
+                  "x = 1 + 1\nassert x == 2\nprint('ran')")
     bad = _write(tmp_path / "02_bad.ipynb", "assert 1 == 2, 'a false claim'")
     out = tmp_path / "build"
     code = course.main([str(good), str(bad), "--no-install", "--out", str(out),
@@ -63,6 +66,12 @@ def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsy
     assert rows == {"01_good": "ok", "02_bad": "failed"}
     assert "a false claim" in report
     assert "1 ok, 1 failed" in report
+    summary = json.loads((out / "course.json").read_text())
+    by_name = {r["name"]: r for r in summary["notebooks"]}
+    assert by_name["01_good"]["status"] == "ok" and by_name["02_bad"]["status"] == "failed"
+    if sys.platform.startswith("linux"):  # the kernel's peak memory, read from /proc
+        # the good notebook held a 200 MB array; the bad one nothing
+        assert by_name["01_good"]["peak_mb"] > by_name["02_bad"]["peak_mb"] + 150
 
 
 def test_missing_notebook_is_a_usage_error(tmp_path):

@@ -47,21 +47,92 @@ def test_retrain_command_rebuilds_the_config():
     assert "--stop-at" not in card.retrain_command(asdict(cfg), trained_steps=1234)
 
 
-def test_two_phase_run_is_read_back_from_checkpoint_and_log(tmp_path):
+def test_earlier_phases_are_read_back_from_checkpoints_and_logs(tmp_path):
     card, train = _load("write_model_card"), _load("train_course_model")
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
     first_cfg = asdict(train.Config(steps=300))
     rows = [{"step": s, "tokens": s * 10} for s in (100, 200, 200, 300, 400)]  # resumed at 200
     rows[3]["tokens"] = 2001
-    (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (one / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     torch.save({"config": first_cfg, "step": 300, "elapsed": 600.0, "model": {}},
-               tmp_path / "step300.pt")
-    second = asdict(train.Config(steps=50, init_from=str(tmp_path / "step300.pt")))
-    first = card.first_phase(second)
-    assert first["step"] == 300 and first["minutes"] == 10.0
+               one / "step300.pt")
+    second_cfg = asdict(train.Config(steps=80, lr=1e-3, init_from=str(one / "step300.pt")))
+    torch.save({"config": second_cfg, "step": 60, "elapsed": 120.0, "model": {}},
+               two / "step60.pt")
+    third = asdict(train.Config(steps=50, init_from=str(two / "step60.pt")))
+
+    phases = card.earlier_phases(third)
+    assert [p["step"] for p in phases] == [300, 60]  # oldest first
+    first = phases[0]
+    assert first["minutes"] == 10.0 and first["config"] == first_cfg
     assert [r["step"] for r in first["log"]] == [100, 200, 300]  # steps after the stop dropped
     assert first["log"][1]["tokens"] == 2000  # the later of two rows for one step
-    commands = card.retrain_commands(second, 50, first).splitlines()
-    assert commands[0].startswith(f"python scripts/train_course_model.py --out {tmp_path}")
-    assert commands[1] == f"cp {tmp_path}/checkpoint.pt {tmp_path}/step300.pt"
-    assert asdict(_config_from_command(train, commands[2])) == second
-    assert card.first_phase(asdict(train.Config())) is None
+    assert phases[1]["log"] == []  # no log beside the second checkpoint
+
+    commands = card.retrain_commands(third, 50, phases).splitlines()
+    assert len(commands) == 5
+    assert commands[0].startswith(f"python scripts/train_course_model.py --out {one}")
+    assert commands[1] == f"cp {one}/checkpoint.pt {one}/step300.pt"
+    assert asdict(_config_from_command(train, commands[2])) == second_cfg
+    assert "--stop-at 60" in commands[2]
+    assert commands[3] == f"cp {two}/checkpoint.pt {two}/step60.pt"
+    assert asdict(_config_from_command(train, commands[4])) == third
+    assert card.earlier_phases(asdict(train.Config())) == []
+
+
+def test_vocabulary_curriculum_grows_from_the_most_frequent_tokens():
+    import numpy as np
+
+    train = _load("train_course_model")
+    stream = np.array([0, 5, 5, 5, 3, 3, 7, 0, 9, 9, 9, 9], dtype=np.int32)
+    assert train.frequency_order(stream, 12, bos=0)[:4].tolist() == [9, 5, 3, 7]
+    assert 0 not in train.frequency_order(stream, 12, bos=0)
+
+    cfg = train.Config(vocab_size=1025, random_vocab_start=16, random_vocab_steps=600)
+    sizes = [train.random_vocab_size(cfg, s) for s in (0, 100, 300, 599, 600, 5000)]
+    assert sizes[0] == 16 and sizes[2] == 128 and sizes[-2] == sizes[-1] == 1024
+    assert sizes == sorted(sizes)
+    assert train.random_vocab_size(train.Config(), 0) == train.Config().vocab_size - 1
+
+    # the random rows draw only from the allowed most frequent tokens, and repeat their period
+    big = np.random.default_rng(0).zipf(1.3, 20000).clip(1, 1024).astype(np.int32)
+    order = train.frequency_order(big, 1025, bos=0)
+    groups = train.make_batch(big, cfg, 0, 0, order)
+    ids, labels = groups[-1]
+    body = ids[:, 1:]
+    assert set(body.flatten().tolist()) <= set(order[:16].tolist())
+    for row, label in zip(ids, labels, strict=True):
+        n = int((label == -100).sum()) - 2  # BOS, the first copy, the second copy's start
+        assert torch.equal(row[1 + n: 1 + 2 * n], row[1: 1 + n])
+
+
+def test_attention_guidance_loss_is_zero_on_the_target_patterns_and_fades():
+    train = _load("train_course_model")
+    cfg = train.Config(n_layers=2, n_heads=2, guide_steps=100, guide_weight=2.0,
+                       guide_prev="0.1", guide_induction="1.0")
+    n_pos, periods = 20, (4, 7)
+    labels = torch.zeros(len(periods), n_pos, dtype=torch.long)
+    for row, n in enumerate(periods):
+        labels[row, : n + 2] = -100
+    uniform = torch.tril(torch.ones(n_pos, n_pos))
+    uniform = uniform / uniform.sum(-1, keepdim=True)
+    attn = [uniform.expand(2, 2, n_pos, n_pos).clone() for _ in range(2)]
+    # planted: head 0.1 on the previous position, head 1.0 on the induction target
+    prev = torch.zeros(n_pos, n_pos)
+    prev[0, 0] = 1.0
+    prev[torch.arange(1, n_pos), torch.arange(n_pos - 1)] = 1.0
+    attn[0][:, 1] = prev
+    for row, n in enumerate(periods):
+        target = torch.zeros(n_pos, n_pos)
+        target[torch.arange(n_pos), torch.arange(n_pos)] = 1.0
+        q = torch.arange(n + 1, n_pos)
+        target[q] = 0.0
+        target[q, q - n + 1] = 1.0
+        attn[1][row, 0] = target
+    assert float(train.guide_loss(attn, labels, cfg)) < 1e-5
+    # on uniform attention the loss is the mean log of the number of visible keys
+    flat = [uniform.expand(2, 2, n_pos, n_pos) for _ in range(2)]
+    assert float(train.guide_loss(flat, labels, cfg)) > 2.0
+    assert [train.guide_weight_at(s, cfg) for s in (0, 50, 100, 500)] == [2.0, 1.0, 0.0, 0.0]
