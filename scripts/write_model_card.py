@@ -190,6 +190,9 @@ def render(card: dict, metrics: dict, manifest: list[dict],
     c = metrics["config"]
     earlier = earlier or []
     d_head = card["d_model"] // card["n_heads"]
+    import_s = card.get("import_seconds", float("nan"))
+    load_time = (f"{card['load_seconds']:.1f} s, after {import_s:.1f} s "
+                 "importing torch, transformers and TransformerLens")
     rows = []
     for i, phase in enumerate(earlier):
         rows += _log_rows(phase["log"], str(i + 1))
@@ -234,7 +237,7 @@ speeches and one novel).{seeded}
 | d_model / d_mlp | {card['d_model']} / {card['d_mlp']} |
 | vocabulary / context | {card['d_vocab']} / {card['n_ctx']} |
 | parameters | {card['parameters'] / 1e6:.2f} M (stored as float16; loaded as float32) |
-| load time (`load_model("course")`, CPU, first call in a process) | {card['load_seconds']:.1f} s, after {card.get('import_seconds', float('nan')):.1f} s importing torch, transformers and TransformerLens |
+| load time (`load_model("course")`, CPU, first call in a process) | {load_time} |
 
 ## Data
 
