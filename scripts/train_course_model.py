@@ -125,6 +125,9 @@ class Config:
     guide_weight: float = 1.0
     guide_prev: str = "0.0"
     guide_induction: str = "1.0"
+    # guide on the text rows too (else only on the repeated-random rows): without it the guided
+    # heads learned to act on random sequences only
+    guide_text: bool = False
     # start from the weights of another run's checkpoint (a second phase with its own schedule
     # and mixture); "" starts from random weights. The optimiser state is not carried over.
     init_from: str = ""
@@ -329,24 +332,24 @@ def guide_weight_at(step: int, cfg: Config) -> float:
     return cfg.guide_weight * (1 - step / cfg.guide_steps)
 
 
-def guide_loss(attentions, labels: torch.Tensor, cfg: Config) -> torch.Tensor:
-    """Mean negative log attention of the guided heads on their targets, on repeated-random
-    rows: the previous position for guide_prev; for guide_induction, at every position of the
-    second copy onwards, the position after the current token's occurrence one period back.
-    ``labels`` (-100 on BOS, the first copy and the second copy's first token) gives each row's
-    period."""
+def guide_loss(attentions, ids: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Mean negative log attention of the guided heads on their targets: for guide_prev, the
+    previous position; for guide_induction, the positions right after earlier occurrences of
+    the current token (summed), at every query whose token occurred before."""
     (lp, hp), (li, hi) = _head(cfg.guide_prev, cfg), _head(cfg.guide_induction, cfg)
     prev = attentions[lp][:, hp]  # [row, query, key]
-    n_pos = prev.shape[-1]
     loss_prev = -prev.diagonal(offset=-1, dim1=-2, dim2=-1).clamp_min(1e-6).log().mean()
-    ind = attentions[li][:, hi]
-    terms = []
-    for row, label in enumerate(labels):
-        n = int((label == -100).sum()) - 2  # the row's period
-        queries = torch.arange(n + 1, n_pos)
-        terms.append(ind[row, queries, queries - n + 1])
-    loss_ind = -torch.cat(terms).clamp_min(1e-6).log().mean()
-    return loss_prev + loss_ind
+    n_pos = ids.shape[1]
+    # target[b, q, k]: key k (>= 1, <= q) follows an earlier occurrence of query q's token
+    same = ids[:, None, :-1] == ids[:, :, None]  # [row, query, key - 1]
+    target = torch.zeros(ids.shape[0], n_pos, n_pos, dtype=torch.bool)
+    target[:, :, 1:] = same
+    target &= torch.ones(n_pos, n_pos, dtype=torch.bool).tril()
+    has = target.any(-1)
+    if not has.any():
+        return loss_prev
+    mass = (attentions[li][:, hi] * target).sum(-1)[has]
+    return loss_prev - mass.clamp_min(1e-6).log().mean()
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -472,12 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         loss = 0.0
         weight = guide_weight_at(step, cfg)
         for index, (ids, labels) in enumerate(groups):
-            guided = weight > 0 and index == len(groups) - 1 and cfg.mix_random > 0
-            if guided:  # the random rows are the last group
+            random_rows = index == len(groups) - 1 and cfg.mix_random > 0  # the last group
+            if weight > 0 and (random_rows or cfg.guide_text):
                 model.set_attn_implementation("eager")
                 out = model(ids, labels=labels, output_attentions=True)
                 model.set_attn_implementation("sdpa")
-                extra = weight * guide_loss(out.attentions, labels, cfg)
+                extra = weight * guide_loss(out.attentions, ids, cfg)
                 guide_log.append(extra.item())
             else:
                 out, extra = model(ids, labels=labels), 0.0

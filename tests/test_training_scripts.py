@@ -112,27 +112,34 @@ def test_attention_guidance_loss_is_zero_on_the_target_patterns_and_fades():
     train = _load("train_course_model")
     cfg = train.Config(n_layers=2, n_heads=2, guide_steps=100, guide_weight=2.0,
                        guide_prev="0.1", guide_induction="1.0")
-    n_pos, periods = 20, (4, 7)
-    labels = torch.zeros(len(periods), n_pos, dtype=torch.long)
-    for row, n in enumerate(periods):
-        labels[row, : n + 2] = -100
+    # a repeated random row (period 4) and a text-like row with one repeated token (7)
+    ids = torch.tensor([[0, 11, 12, 13, 14, 11, 12, 13, 14, 11],
+                        [0, 7, 20, 21, 22, 7, 23, 24, 25, 26]])
+    n_pos = ids.shape[1]
     uniform = torch.tril(torch.ones(n_pos, n_pos))
     uniform = uniform / uniform.sum(-1, keepdim=True)
     attn = [uniform.expand(2, 2, n_pos, n_pos).clone() for _ in range(2)]
-    # planted: head 0.1 on the previous position, head 1.0 on the induction target
     prev = torch.zeros(n_pos, n_pos)
     prev[0, 0] = 1.0
     prev[torch.arange(1, n_pos), torch.arange(n_pos - 1)] = 1.0
     attn[0][:, 1] = prev
-    for row, n in enumerate(periods):
-        target = torch.zeros(n_pos, n_pos)
-        target[torch.arange(n_pos), torch.arange(n_pos)] = 1.0
-        q = torch.arange(n + 1, n_pos)
-        target[q] = 0.0
-        target[q, q - n + 1] = 1.0
-        attn[1][row, 0] = target
-    assert float(train.guide_loss(attn, labels, cfg)) < 1e-5
-    # on uniform attention the loss is the mean log of the number of visible keys
+    # planted induction: row 0 from position 5 on attends one period back, plus one; row 1's
+    # second 7 (position 5) attends to position 2; other queries attend to themselves
+    induction = torch.eye(n_pos).expand(2, n_pos, n_pos).clone()
+    for q in range(5, n_pos):
+        induction[0, q] = 0.0
+        induction[0, q, q - 3] = 1.0
+    induction[1, 5] = 0.0
+    induction[1, 5, 2] = 1.0
+    attn[1][:, 0] = induction
+    assert float(train.guide_loss(attn, ids, cfg)) < 1e-5
+    # period-4 rows: at position 9 the earlier occurrences are 1 and 5, so the targets are 2
+    # and 6; splitting the attention between them is as good as either alone
+    induction[0, 9] = 0.0
+    induction[0, 9, 2] = induction[0, 9, 6] = 0.5
+    attn[1][:, 0] = induction
+    assert float(train.guide_loss(attn, ids, cfg)) < 1e-5
+    # uniform attention: about the mean log of the number of visible keys, far from 0
     flat = [uniform.expand(2, 2, n_pos, n_pos) for _ in range(2)]
-    assert float(train.guide_loss(flat, labels, cfg)) > 2.0
+    assert float(train.guide_loss(flat, ids, cfg)) > 2.0
     assert [train.guide_weight_at(s, cfg) for s in (0, 50, 100, 500)] == [2.0, 1.0, 0.0, 0.0]
