@@ -478,13 +478,13 @@ def main(argv: list[str] | None = None) -> int:
             random_rows = index == len(groups) - 1 and cfg.mix_random > 0  # the last group
             if weight > 0 and (random_rows or cfg.guide_text):
                 model.set_attn_implementation("eager")
-                out = model(ids, labels=labels, output_attentions=True)
+                result = model(ids, labels=labels, output_attentions=True)
                 model.set_attn_implementation("sdpa")
-                extra = weight * guide_loss(out.attentions, ids, cfg)
+                extra = weight * guide_loss(result.attentions, ids, cfg)
                 guide_log.append(extra.item())
             else:
-                out, extra = model(ids, labels=labels), 0.0
-            part = out.loss / len(groups)
+                result, extra = model(ids, labels=labels), 0.0
+            part = result.loss / len(groups)
             (part + extra).backward()
             loss += part.detach()
         if step < cfg.freeze_embed_steps:
