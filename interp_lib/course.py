@@ -4,7 +4,8 @@ Installs what is missing (from a checkout: ``scripts/install.py``), picks the mo
 all notebooks, executes every notebook in ``notebooks/`` in a fresh kernel, writes the executed
 notebooks and HTML pages into ``build/`` (``NAME.html``, a code-hidden ``lecture/NAME.html``
 and ``index.html``, all working offline: :mod:`interp_lib.pages`), and prints a table of
-notebook, status, seconds, the kernel's peak memory and page size (also as ``build/course.json``).
+notebook, status, seconds, the slowest cell, the kernel's peak memory and page size (also as
+``build/course.json``, which adds every cell's seconds).
 
 Model choice, made once and passed to every kernel through ``INTERP_MODEL``: ``--model`` if
 given, else ``$INTERP_MODEL``, else :func:`interp_lib.models.resolve_model` (gpt2-small when
@@ -24,7 +25,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ CHECKOUT = PACKAGE_DIR.parent
 
 @dataclass
 class NotebookResult:
-    """One notebook's run: name, "ok" or "failed", seconds, the error's last line, and the
-    kernel's peak resident memory in MB (``None`` where the platform does not report it)."""
+    """One notebook's run: name, "ok" or "failed", seconds (kernel start and stop included),
+    the error's last line, the kernel's peak resident memory in MB (``None`` where the platform
+    does not report it) and each executed code cell's seconds, by cell index."""
 
     name: str
     status: str
@@ -47,11 +49,20 @@ class NotebookResult:
     lecture: Path | None = None
     info: Any = None  # interp_lib.pages.NotebookInfo: title and learning goals
     peak_mb: float | None = None
+    cell_seconds: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def slowest_cell(self) -> tuple[int, float] | None:
+        """(cell index, seconds) of the slowest code cell, or ``None`` when none ran."""
+        if not self.cell_seconds:
+            return None
+        return max(self.cell_seconds.items(), key=lambda item: item[1])
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able part: name, status, seconds, error, peak_mb."""
+        """The JSON-able part: name, status, seconds, error, peak_mb, cell_seconds."""
         return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 2),
-                "error": self.error, "peak_mb": self.peak_mb}
+                "error": self.error, "peak_mb": self.peak_mb,
+                "cell_seconds": {str(i): round(t, 2) for i, t in self.cell_seconds.items()}}
 
 
 def _peak_rss_mb(pid: int | None) -> float | None:
@@ -118,14 +129,22 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> NotebookResul
         resources={"metadata": {"path": str(path.parent)}},
     )
     peak: list[float | None] = [None]
+    cell_seconds: dict[int, float] = {}
+    started: dict[int, float] = {}
 
-    def record_peak(**_: Any) -> None:  # after every cell: the kernel's high-water mark so far
+    def cell_start(cell_index: int, **_: Any) -> None:
+        started[cell_index] = time.perf_counter()
+
+    def cell_done(cell_index: int, **_: Any) -> None:  # the kernel's high-water mark so far
+        if cell_index in started:
+            cell_seconds[cell_index] = time.perf_counter() - started[cell_index]
         provisioner = getattr(client.km, "provisioner", None)
         value = _peak_rss_mb(getattr(provisioner, "pid", None))
         if value is not None:
             peak[0] = value
 
-    client.on_cell_executed = record_peak
+    client.on_cell_start = cell_start
+    client.on_cell_executed = cell_done
     start = time.perf_counter()
     status, error = "ok", ""
     try:
@@ -139,18 +158,20 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> NotebookResul
     nbformat.write(nb, out_dir / "notebooks" / path.name)
     page, lecture = export_pages(nb, out_dir, path.stem)
     return NotebookResult(path.stem, status, seconds, error, page, lecture,
-                          notebook_info(nb, path.stem), peak[0])
+                          notebook_info(nb, path.stem), peak[0], cell_seconds)
 
 
 def _table(results: list[NotebookResult]) -> str:
     width = max([len("notebook")] + [len(r.name) for r in results])
-    rows = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  {'peak MB':>7}  "
-            f"{'page MB':>7}", "-" * (width + 35)]
+    rows = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  {'slowest cell':>14}  "
+            f"{'peak MB':>7}  {'page MB':>7}", "-" * (width + 51)]
     for r in results:
         size = r.html.stat().st_size / 2**20 if r.html is not None else float("nan")
         peak = float("nan") if r.peak_mb is None else r.peak_mb
-        rows.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {peak:7.0f}  "
-                    f"{size:7.1f}" + (f"  {r.error}" if r.error else ""))
+        slow = r.slowest_cell
+        slow_text = "-" if slow is None else f"#{slow[0]}: {slow[1]:.1f}s"
+        rows.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {slow_text:>14}  "
+                    f"{peak:7.0f}  {size:7.1f}" + (f"  {r.error}" if r.error else ""))
     return "\n".join(rows)
 
 

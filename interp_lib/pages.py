@@ -6,6 +6,8 @@ nbconvert's page template loads require.js and MathJax from a CDN; offline those
 What the pages need ships inside them: plotly.js is embedded once per notebook by the renderer
 that :func:`interp_lib.plotting.configure_plotly` picks, and circuitsvis's bundle once per
 notebook by :mod:`interp_lib.vis` (mode ``"once"``). The course notebooks use no TeX.
+ipywidgets controls cannot work in a static page without their renderer, which nbconvert loads
+from unpkg; :func:`without_widgets` replaces each with a note saying to run the notebook.
 
 >>> make_offline('<script src="https://cdn.example/require.js"></script><p>kept</p>')
 '<p>kept</p>'
@@ -21,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NotebookInfo", "export_pages", "make_offline", "notebook_info", "write_index"]
+__all__ = [
+    "NotebookInfo",
+    "export_pages",
+    "make_offline",
+    "notebook_info",
+    "without_widgets",
+    "write_index",
+]
 
 _REMOTE_SCRIPT = re.compile(
     r"<script\b[^>]*\bsrc\s*=\s*[\"']https?://[^\"']*[\"'][^>]*>\s*</script>\s*", re.IGNORECASE
@@ -48,6 +57,35 @@ def make_offline(page: str) -> str:
     page = _REMOTE_SCRIPT.sub("", page)
     page = _REMOTE_STYLESHEET.sub("", page)
     return _REMOTE_IMAGE.sub(_image_as_text, page)
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ("[An interactive control (ipywidgets) was here: it needs a running kernel. Open the "
+               "notebook in Colab or Jupyter to use it.]")
+
+
+def without_widgets(nb: Any) -> Any:
+    """A copy of the notebook ``nb`` with no widget state (so nbconvert adds no script that
+    fetches the widget renderer from unpkg) and each widget output replaced by a note.
+
+    >>> import nbformat
+    >>> nb = nbformat.v4.new_notebook(metadata={"widgets": {}})
+    >>> nb.cells.append(nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+    ...     "display_data", data={WIDGET_VIEW: {"model_id": "x"}, "text/plain": "VBox()"})]))
+    >>> out = without_widgets(nb)
+    >>> "widgets" in out.metadata, out.cells[0].outputs[0].data["text/plain"][:23]
+    (False, '[An interactive control')
+    """
+    import copy
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                output["data"] = {"text/plain": WIDGET_NOTE,
+                                  "text/html": f"<p><em>{html.escape(WIDGET_NOTE)}</em></p>"}
+    return nb
 
 
 @dataclass
@@ -94,6 +132,7 @@ def export_pages(nb: Any, out_dir: Path, name: str) -> tuple[Path, Path]:
 
     out_dir = Path(out_dir)
     (out_dir / "lecture").mkdir(parents=True, exist_ok=True)
+    nb = without_widgets(nb)
     full, _ = HTMLExporter().from_notebook_node(nb)
     lecture_exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                     exclude_output_prompt=True)

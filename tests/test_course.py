@@ -47,7 +47,8 @@ def test_a_bad_interp_model_is_not_papered_over(tmp_path, monkeypatch, offline_h
 
 
 def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsys):
-    good = _write(tmp_path / "01_good.ipynb", "import numpy as np\nbig = np.ones(25_000_000)\n"
+    good = _write(tmp_path / "01_good.ipynb", "import time\nimport numpy as np\n"
+                  "big = np.ones(25_000_000)\ntime.sleep(1.0)\n"
                   "x = 1 + 1\nassert x == 2\nprint('ran')")
     bad = _write(tmp_path / "02_bad.ipynb", "assert 1 == 2, 'a false claim'")
     out = tmp_path / "build"
@@ -72,6 +73,10 @@ def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsy
     if sys.platform.startswith("linux"):  # the kernel's peak memory, read from /proc
         # the good notebook held a 200 MB array; the bad one nothing
         assert by_name["01_good"]["peak_mb"] > by_name["02_bad"]["peak_mb"] + 150
+    # each code cell's seconds, by cell index (the markdown title is cell 0): the sleep shows
+    good_cells = by_name["01_good"]["cell_seconds"]
+    assert list(good_cells) == ["1"] and 1.0 <= good_cells["1"] <= by_name["01_good"]["seconds"]
+    assert "#1:" in report  # the slowest-cell column
 
 
 def test_missing_notebook_is_a_usage_error(tmp_path):

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbconvert import HTMLExporter
 
 from interp_lib.browser import find_chromium
-from interp_lib.pages import export_pages, make_offline, notebook_info
+from interp_lib.pages import WIDGET_VIEW, export_pages, make_offline, notebook_info
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -58,6 +59,25 @@ def test_lecture_flavour_hides_code_and_keeps_outputs(tmp_path):
     text = lecture.read_text()
     assert "secret_code_line" not in text
     assert "Prose stays." in text and "the output stays" in text
+
+
+def test_widget_outputs_become_a_note_and_nothing_is_fetched_from_unpkg(tmp_path):
+    widget_view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# T"),
+        nbformat.v4.new_code_cell("make_widget()", outputs=[nbformat.v4.new_output(
+            "display_data", data={WIDGET_VIEW: widget_view, "text/plain": "VBox()"})]),
+    ])
+    # what nbclient stores after running a notebook that displayed a widget
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {}, "version_major": 2, "version_minor": 0}}
+    before, _ = HTMLExporter().from_notebook_node(nb)
+    assert "unpkg.com" in before  # nbconvert alone would fetch the widget renderer
+    for path in export_pages(nb, tmp_path, "t"):
+        text = path.read_text()
+        assert "unpkg.com" not in text and WIDGET_VIEW not in text
+        assert "interactive control" in text
+    assert "widgets" in nb.metadata  # the caller's notebook is left as it was
 
 
 @pytest.fixture(scope="module")
