@@ -102,10 +102,26 @@ class PeakMemory:
         return False
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by earlier calls back to the OS (glibc ``malloc_trim``), so that the
+    next call's resident-set growth is its own and not hidden by reuse of a cached heap."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
 def _timed(fn: Callable[[], Any], device: str) -> tuple[float, float | None, Any]:
     import gc
 
     gc.collect()
+    if not device.startswith("cuda"):
+        _release_freed_memory()
     with PeakMemory(device) as mem:
         start = time.perf_counter()
         out = fn()
@@ -311,7 +327,10 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def course_table(summary: dict) -> str:
-    lines = [f"Model: {summary.get('model', '?')}", "",
+    model = str(summary.get("model", "model: ?"))
+    if not model.lower().startswith("model:"):
+        model = f"model: {model}"
+    lines = [model[0].upper() + model[1:], "",
              "| notebook | status | seconds | kernel peak MB |", "|---|---|---|---|"]
     for nb in summary["notebooks"]:
         lines.append(f"| {nb['name']} | {nb['status']} | {nb['seconds']:.1f} | "

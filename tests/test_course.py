@@ -82,3 +82,52 @@ def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsy
 def test_missing_notebook_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
         course.main([str(tmp_path / "nope.ipynb"), "--no-install"])
+
+
+def test_allow_errors_runs_every_cell_and_names_the_ones_that_raised(tmp_path):
+    nb = _write(tmp_path / "03_random.ipynb", "x = 1", "assert x == 2, 'needs trained weights'",
+                "print('still ran')")
+    strict = course.run_notebook(nb, tmp_path / "strict", timeout=60)
+    assert strict.status == "failed" and 3 not in strict.cell_seconds
+    result = course.run_notebook(nb, tmp_path / "build", timeout=60, allow_errors=True)
+    assert result.status == "errors"
+    assert result.error == "1 cell(s) raised: #2 AssertionError"
+    assert sorted(result.cell_seconds) == [1, 2, 3]
+    executed = nbformat.read(tmp_path / "build" / "notebooks" / "03_random.ipynb", as_version=4)
+    assert executed.cells[3].outputs[0]["text"] == "still ran\n"
+
+
+class _Channel:
+    """An asyncio kernel channel whose reply is ready on the third poll; records each wait."""
+
+    def __init__(self, ready_on: int | None = 3):
+        self.waits: list[float | None] = []
+        self.ready_on = ready_on
+
+    async def get_msg(self, timeout=None):
+        import asyncio
+        from queue import Empty
+
+        self.waits.append(timeout)
+        if self.ready_on is not None and len(self.waits) >= self.ready_on:
+            return {"msg": len(self.waits)}
+        await asyncio.sleep(timeout or 0)
+        raise Empty
+
+
+def test_poll_in_slices_bounds_each_wait_and_keeps_the_overall_timeout():
+    import asyncio
+    from queue import Empty
+
+    channel = _Channel()
+    course.poll_in_slices(channel, slice_s=0.01)
+    assert asyncio.run(channel.get_msg(timeout=900)) == {"msg": 3}  # not one 900 s wait
+    assert len(channel.waits) == 3 and all(0 < w <= 0.01 for w in channel.waits)
+    forever = _Channel()
+    course.poll_in_slices(forever, slice_s=0.01)
+    assert asyncio.run(forever.get_msg()) == {"msg": 3}  # timeout None: wait until a message
+    never = _Channel(ready_on=None)
+    course.poll_in_slices(never, slice_s=0.01)
+    with pytest.raises(Empty):
+        asyncio.run(never.get_msg(timeout=0.05))
+    assert 4 <= len(never.waits) <= 7 and all(w <= 0.01 for w in never.waits)
