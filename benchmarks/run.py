@@ -327,10 +327,9 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def course_table(summary: dict) -> str:
-    model = str(summary.get("model", "model: ?"))
-    if not model.lower().startswith("model:"):
-        model = f"model: {model}"
-    lines = [model[0].upper() + model[1:], "",
+    # course.json gives the course line "model: NAME (why)"
+    model = str(summary.get("model", "?")).removeprefix("model: ")
+    lines = [f"Model: {model}", "",
              "| notebook | status | seconds | kernel peak MB |", "|---|---|---|---|"]
     for nb in summary["notebooks"]:
         lines.append(f"| {nb['name']} | {nb['status']} | {nb['seconds']:.1f} | "

@@ -197,11 +197,11 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900,
         lines = [line for line in str(err).strip().splitlines() if line.strip()]
         error = lines[-1] if lines else type(err).__name__
     seconds = time.perf_counter() - start
-    raised = [(i, out.get("ename", "error")) for i, cell in enumerate(nb.cells)
-              for out in cell.get("outputs", []) if out.get("output_type") == "error"]
-    if allow_errors and raised:
-        status = "errors"
-        error = f"{len(raised)} cell(s) raised: " + ", ".join(f"#{i} {name}" for i, name in raised)
+    if allow_errors:
+        raised = [f"#{i} {out.get('ename', 'error')}" for i, cell in enumerate(nb.cells)
+                  for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+        if raised:
+            status, error = "errors", f"{len(raised)} cell(s) raised: " + ", ".join(raised)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_dir / "notebooks" / path.name)
     page, lecture = export_pages(nb, out_dir, path.stem)
