@@ -13,6 +13,12 @@ Pairings (library function vs reference):
 - ``head_ablation``: zero ablation of every head, stacked vs one forward per head.
 - ``head_importance``: one backward pass through a head mask vs exhaustive ablation (the
   "difference" column is 1 - Spearman correlation of the two rankings, not a value difference).
+- ``composition_scores``: K-composition scores of every head pair from ``d_head x d_head``
+  products vs ``composition_scores_loop`` (two dense ``d_model x d_model`` matrices per pair).
+- ``composition_scores_vs_tl``: the same vs TransformerLens's ``all_composition_scores``.
+- ``diagonal_accuracy``: top-1/top-5 diagonal accuracy of a K-composition full circuit in row
+  batches of the factored matrix vs multiplying the rows out at once and sorting them (a
+  vocabulary slice of rows at GPT-2 small's size); the difference is in top-1/top-5 accuracy.
 
 Each pairing runs ``--repeats`` times, library and reference alternating, and the table gives
 the median time of each, their ratio (reference / library), the peak memory each side added
@@ -214,6 +220,7 @@ def is_big(model) -> bool:
 
 def pairings(model, quick: bool) -> list[Pairing]:
     """Every pairing on ``model``, with quick (tiny) or full sizes."""
+    import torch
     from transformer_lens.head_detector import detect_head
 
     from interp_lib.ablation import (
@@ -221,6 +228,12 @@ def pairings(model, quick: bool) -> list[Pairing]:
         head_ablation_loop,
         head_importance,
         rank_correlation,
+    )
+    from interp_lib.circuits import (
+        composition_scores,
+        composition_scores_loop,
+        diagonal_accuracy,
+        k_composition_circuit,
     )
     from interp_lib.heads import head_scores, head_scores_loop, repeated_tokens
     from interp_lib.logit_lens import lens_dataset, lens_dataset_naive
@@ -253,6 +266,27 @@ def pairings(model, quick: bool) -> list[Pairing]:
     def spearman_gap(importance, ablation):
         return 1.0 - rank_correlation(importance.values, ablation.values.abs())
 
+    def comp_diff(ours, theirs):
+        theirs = getattr(theirs, "scores", theirs)
+        valid = ~ours.scores.isnan()
+        return _max_abs(ours.scores[valid], theirs[valid].float())
+
+    cfg = model.cfg
+    circuit = k_composition_circuit(model, (cfg.n_layers - 2, 0), (cfg.n_layers - 1, 0))
+    slice_rows = min(cfg.d_vocab, 256 if quick else (2048 if big else cfg.d_vocab))
+
+    def dense_ranks():
+        """The straightforward way: multiply the rows out, sort each row, find the diagonal."""
+        dense = circuit.A[:slice_rows] @ circuit.B
+        order = dense.argsort(dim=1, descending=True, stable=True)
+        return (order == torch.arange(slice_rows)[:, None]).float().argmax(1)
+
+    def accuracy_diff(ours, dense):
+        # rows multiplied in different batch shapes round differently, so near-ties may swap
+        # a rank by one: compare the accuracies (top-1 and top-5), not every rank
+        return max(abs(ours.top1 - float((dense == 0).float().mean())),
+                   abs(ours.topk - float((dense < 5).float().mean())))
+
     seq = f"{batch} x (BOS + {n} + {n})"
     single = f"1 x (BOS + {n} + {n})"
     return [
@@ -278,6 +312,18 @@ def pairings(model, quick: bool) -> list[Pairing]:
                 lambda: head_importance(model, one, normalise=False),
                 lambda: head_ablation_loop(model, one), spearman_gap,
                 2.0 if quick else 1.0, "1 - Spearman", grad=True),
+        Pairing("composition_scores", "composition_scores (K)", "composition_scores_loop",
+                f"{cfg.n_layers * cfg.n_heads} heads",
+                lambda: composition_scores(model, "K", baseline_samples=0),
+                lambda: composition_scores_loop(model, "K"), comp_diff, 1e-5),
+        Pairing("composition_scores_vs_tl", "composition_scores (K)",
+                "TransformerLens all_composition_scores", f"{cfg.n_layers * cfg.n_heads} heads",
+                lambda: composition_scores(model, "K", baseline_samples=0),
+                lambda: model.all_composition_scores("K"), comp_diff, 1e-5),
+        Pairing("diagonal_accuracy", "diagonal_accuracy (row batches)",
+                "dense rows + sort", f"{slice_rows} rows x {cfg.d_vocab}",
+                lambda: diagonal_accuracy(circuit, k=5, rows=range(slice_rows)), dense_ranks,
+                accuracy_diff, 1e-3, "top-1/top-5 diff"),
     ]
 
 
