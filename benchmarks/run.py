@@ -19,6 +19,9 @@ Pairings (library function vs reference):
 - ``diagonal_accuracy``: top-1/top-5 diagonal accuracy of a K-composition full circuit in row
   batches of the factored matrix vs multiplying the rows out at once and sorting them (a
   vocabulary slice of rows at GPT-2 small's size); the difference is in top-1/top-5 accuracy.
+- ``probes``: a part-of-speech probe at every site trained as one batched model vs
+  scikit-learn's ``LogisticRegression`` fitted site by site (same features, same penalty); the
+  difference is the largest gap in test accuracy over the sites.
 
 Each pairing runs ``--repeats`` times, library and reference alternating, and the table gives
 the median time of each, their ratio (reference / library), the peak memory each side added
@@ -238,6 +241,7 @@ def pairings(model, quick: bool) -> list[Pairing]:
     from interp_lib.heads import head_scores, head_scores_loop, repeated_tokens
     from interp_lib.logit_lens import lens_dataset, lens_dataset_naive
     from interp_lib.patching import mlp_position_patching, mlp_position_patching_loop
+    from interp_lib.probes import build_probe_data, probe_sentences, train_probes
 
     big = is_big(model)
     n, batch = (8, 2) if quick else (50, 2 if big else 4)
@@ -287,6 +291,30 @@ def pairings(model, quick: bool) -> list[Pairing]:
         return max(abs(ours.top1 - float((dense == 0).float().mean())),
                    abs(ours.topk - float((dense < 5).float().mean())))
 
+    # probe data: short sentences (random-shaped models use the tiny test tokenizer, which
+    # splits words into many pieces); the activations are cached once, outside the timing
+    short = [s for s in probe_sentences() if len(s.split()) <= 14]
+    probe_data = build_probe_data(model, short[: 40 if quick else (300 if big else 700)])
+    l2 = 1e-3
+
+    def sklearn_probes():
+        from sklearn.linear_model import LogisticRegression
+
+        labels = probe_data.labels["pos"].astype(str)
+        train, test = probe_data.split == "train", probe_data.split == "test"
+        accuracy = []
+        for site in range(len(probe_data.site_names)):
+            x = probe_data.activations[site].float().numpy()
+            mean, std = x[train].mean(0), x[train].std(0, ddof=1).clip(1e-4)
+            x = (x - mean) / std
+            clf = LogisticRegression(C=1.0 / (l2 * train.sum()), max_iter=500)
+            clf.fit(x[train], labels[train])
+            accuracy.append(float((clf.predict(x[test]) == labels[test]).mean()))
+        return accuracy
+
+    def probe_diff(ours, theirs):
+        return max(abs(float(a) - b) for a, b in zip(ours.accuracy, theirs, strict=True))
+
     seq = f"{batch} x (BOS + {n} + {n})"
     single = f"1 x (BOS + {n} + {n})"
     return [
@@ -324,6 +352,11 @@ def pairings(model, quick: bool) -> list[Pairing]:
                 "dense rows + sort", f"{slice_rows} rows x {cfg.d_vocab}",
                 lambda: diagonal_accuracy(circuit, k=5, rows=range(slice_rows)), dense_ranks,
                 accuracy_diff, 1e-3, "top-1/top-5 diff"),
+        Pairing("probes", "train_probes (all sites, batched)",
+                "scikit-learn LogisticRegression per site",
+                f"{len(probe_data.site_names)} sites x {probe_data.n_words} words",
+                lambda: train_probes(probe_data, "pos", l2=l2), sklearn_probes, probe_diff,
+                0.02, "max accuracy gap"),
     ]
 
 

@@ -29,7 +29,7 @@ def test_quick_mode_runs_every_pairing_and_they_agree(bench, tiny_model_dir, tmp
     tasks = [row["task"] for row in data["rows"]]
     assert tasks == ["head_scores", "head_scores_vs_tl", "lens_dataset", "mlp_position_patching",
                      "head_ablation", "head_importance", "composition_scores",
-                     "composition_scores_vs_tl", "diagonal_accuracy"]
+                     "composition_scores_vs_tl", "diagonal_accuracy", "probes"]
     for row in data["rows"]:
         assert row["agrees"] and row["difference"] <= row["tolerance"], row
         assert row["library_s"] > 0 and row["reference_s"] > 0

@@ -1,0 +1,593 @@
+"""Grammar probes: where in depth a model's residual stream encodes parts of speech, tags and
+dependency labels (seed 000), with the controls that make a probe's accuracy mean something
+(seed 004; Hewitt & Liang 2019).
+
+Pipeline:
+
+1. :func:`probe_sentences` — public-domain sentences shipped with the package (held-out documents
+   of the course model's corpus).
+2. :func:`build_probe_data` — tag them with spaCy (cached on disk), align words to tokens by
+   character offsets (the *last* subword piece of a word carries its labels: in a left-to-right
+   model it is the first to have seen the whole word), run the model once in padded batches and
+   keep every site's residual stream at those positions, in float16. Sites: ``0`` is the
+   embedding (the input of block 0), ``k`` the residual after ``k`` blocks. Labels per word:
+   ``pos``, ``tag``, ``dep`` of the word itself (incoming) and ``*_next`` of the next word
+   (outgoing); ``token``: the token itself (seed 002's input reconstruction). Split by sentence.
+3. :func:`train_probes` — one linear probe per site, all sites trained as one batched model
+   (multinomial logistic regression, L-BFGS; or closed-form ridge), with accuracy and macro-F1
+   on the test sentences against the majority class; ``control=True`` trains on a control task
+   instead (each word type gets a fixed random label drawn from the label distribution), and
+   :attr:`ProbeResult.selectivity` is task minus control accuracy.
+4. :func:`shuffled_weights` — the same model with every weight tensor's entries shuffled (a
+   context; restored on exit): a second control with the same sizes and weight statistics but
+   nothing learned.
+5. :func:`probe_head_importance` and :func:`probe_accuracy_without` — which heads a probe at
+   site ``k`` needs: mask-gradient importance of the heads below it, and the probe's accuracy
+   when heads are zero-ablated.
+
+>>> import tempfile
+>>> from interp_lib import load_model
+>>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.probes import build_probe_data, probe_sentences, train_probes
+>>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
+>>> short = [s for s in probe_sentences() if len(s.split()) < 12][:40]
+>>> data = build_probe_data(model, short)
+>>> data.activations.shape[0], data.site_names
+(3, ['embed', 'after block 0', 'after block 1'])
+>>> result = train_probes(data, "pos")
+>>> len(result.accuracy) == 3 and 0 <= result.majority <= 1
+True
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from interp_lib.grid import LabelledGrid
+
+__all__ = [
+    "LABEL_SETS",
+    "ProbeData",
+    "ProbeResult",
+    "build_probe_data",
+    "probe_ablation_effects",
+    "probe_accuracy_without",
+    "probe_head_importance",
+    "probe_sentences",
+    "shuffled_weights",
+    "train_probes",
+]
+
+#: Label sets :func:`build_probe_data` provides.
+LABEL_SETS: tuple[str, ...] = ("pos", "tag", "dep", "pos_next", "tag_next", "dep_next", "token")
+
+_DATA = Path(__file__).resolve().parent / "data" / "probe_sentences.txt"
+
+
+def probe_sentences(n: int | None = None) -> list[str]:
+    """The first ``n`` (default all 2000) shipped probe sentences, one per line of
+    ``interp_lib/data/probe_sentences.txt`` (made by ``scripts/make_probe_sentences.py``)."""
+    if not _DATA.is_file():
+        raise FileNotFoundError(
+            f"{_DATA} is missing: reinstall the course package (`pip install -e .`)")
+    lines = [line for line in _DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        lines = lines[:n]
+    return lines
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class ProbeData:
+    """Every word's residual stream at every site, with its labels.
+
+    ``activations[site, word]`` (float16); ``labels[name][word]``; ``word_types[word]`` (the
+    lower-cased word, for control tasks); ``sentence[word]``, ``position[word]`` (token position
+    of its last piece, BOS = 0) and ``split[word]`` (``"train"``, ``"dev"`` or ``"test"``, by
+    sentence). ``tokens`` keeps each sentence's token ids for re-running the model."""
+
+    activations: Float[torch.Tensor, "site word d_model"]
+    site_names: list[str]
+    labels: dict[str, np.ndarray]
+    word_types: np.ndarray
+    next_types: np.ndarray
+    sentence: np.ndarray
+    position: np.ndarray
+    split: np.ndarray
+    tokens: list[torch.Tensor]
+    sentences: list[str] = field(repr=False)
+
+    @property
+    def n_words(self) -> int:
+        return int(self.activations.shape[1])
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens in all sentences, BOS excluded."""
+        return int(sum(len(t) - 1 for t in self.tokens))
+
+
+def _check_model_fits(model: Any, rows: list[list[int]]) -> None:
+    longest = max(len(r) for r in rows)
+    if longest > model.cfg.n_ctx:
+        raise ValueError(
+            f"a sentence has {longest} tokens with BOS, more than the context of "
+            f"{model.cfg.n_ctx}; pass shorter sentences")
+
+
+@torch.no_grad()
+def build_probe_data(
+    model: Any,
+    sentences: Sequence[str],
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    fractions: tuple[float, float] = (0.8, 0.1),
+    cache_dir: str | Path | None = None,
+) -> ProbeData:
+    """Tag ``sentences`` with spaCy, align words to the model's tokens and cache every site's
+    residual stream at each word's last token (see the module docstring). ``fractions`` are
+    the train and dev shares of the sentences (the rest is test), drawn with ``seed``."""
+    from interp_lib.tagging import tag_sentences, token_offsets, token_word_index
+
+    sentences = list(sentences)
+    if len(sentences) < 3:
+        raise ValueError("give at least 3 sentences (train, dev and test need one each)")
+    tagged = tag_sentences(sentences, cache_dir=cache_dir)
+    tokenizer = model.tokenizer
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        raise ValueError("the model's tokenizer has no BOS token")
+    rows, word_pos = [], []
+    for sent, tags in zip(sentences, tagged, strict=True):
+        ids, spans = token_offsets(tokenizer, sent)
+        owner = token_word_index(spans, tags.spans)
+        last = {}
+        for t, w in enumerate(owner):
+            if w >= 0:
+                last[w] = t + 1  # + 1 for BOS
+        rows.append([bos, *ids])
+        word_pos.append([last.get(w, -1) for w in range(len(tags))])
+    _check_model_fits(model, rows)
+
+    cfg = model.cfg
+    names = [f"blocks.{la}.hook_resid_pre" for la in range(cfg.n_layers)]
+    names.append(f"blocks.{cfg.n_layers - 1}.hook_resid_post")
+    site_names = ["embed"] + [f"after block {la}" for la in range(cfg.n_layers)]
+    chunks = []
+    order = list(range(len(rows)))
+    for start in range(0, len(rows), batch_size):
+        batch = order[start: start + batch_size]
+        width = max(len(rows[i]) for i in batch)
+        tokens = torch.full((len(batch), width), bos, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for j, i in enumerate(batch):
+            tokens[j, : len(rows[i])] = torch.tensor(rows[i])
+            mask[j, : len(rows[i])] = 1
+        # right padding: a causal model never attends to pads after the real tokens
+        _, cache = model.run_with_cache(tokens.to(cfg.device), attention_mask=mask.to(cfg.device),
+                                        names_filter=lambda n: n in names)
+        stacked = torch.stack([cache[n] for n in names])  # [site, batch, pos, d]
+        for j, i in enumerate(batch):
+            keep = [p for p in word_pos[i] if p >= 0]
+            chunks.append(stacked[:, j, keep].to(torch.float16).cpu())
+    activations = torch.cat(chunks, dim=1)
+
+    labels: dict[str, list] = {name: [] for name in LABEL_SETS}
+    types, next_types, sent_of, pos_of = [], [], [], []
+    for i, tags in enumerate(tagged):
+        n = len(tags)
+        for w in range(n):
+            if word_pos[i][w] < 0:
+                continue
+            for key in ("pos", "tag", "dep"):
+                values = getattr(tags, key)
+                labels[key].append(values[w])
+                labels[f"{key}_next"].append(values[w + 1] if w + 1 < n else "<end>")
+            labels["token"].append(str(rows[i][word_pos[i][w]]))
+            start, end = tags.spans[w]
+            types.append(tags.text[start:end].lower())
+            if w + 1 < n:
+                start, end = tags.spans[w + 1]
+                next_types.append(tags.text[start:end].lower())
+            else:
+                next_types.append("<end>")
+            sent_of.append(i)
+            pos_of.append(word_pos[i][w])
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(sentences))
+    n_train = max(1, int(round(fractions[0] * len(sentences))))
+    n_dev = max(1, int(round(fractions[1] * len(sentences))))
+    split_of = np.empty(len(sentences), dtype=object)
+    split_of[perm[:n_train]] = "train"
+    split_of[perm[n_train: n_train + n_dev]] = "dev"
+    split_of[perm[n_train + n_dev:]] = "test"
+    if not (split_of == "test").any():
+        raise ValueError("no test sentences left: give more sentences or smaller fractions")
+    sent_of = np.array(sent_of)
+    return ProbeData(
+        activations=activations, site_names=site_names,
+        labels={k: np.array(v, dtype=object) for k, v in labels.items()},
+        word_types=np.array(types, dtype=object),
+        next_types=np.array(next_types, dtype=object), sentence=sent_of,
+        position=np.array(pos_of), split=split_of[sent_of].astype(str),
+        tokens=[torch.tensor(r) for r in rows], sentences=sentences,
+    )
+
+
+# ---------------------------------------------------------------- probes
+
+
+@dataclass
+class ProbeResult:
+    """Per-site test accuracy and macro-F1 of one label set's probes, with what they are
+    compared with. ``weights[site]``, ``bias[site]``, ``mean``/``std`` (feature
+    standardisation from the training words) and ``classes`` make the probes usable again."""
+
+    label_set: str
+    site_names: list[str]
+    accuracy: np.ndarray
+    macro_f1: np.ndarray
+    majority: float
+    classes: list[str]
+    weights: torch.Tensor
+    bias: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    control: bool = False
+    method: str = "logistic"
+    n_train: int = 0
+    n_test: int = 0
+    control_accuracy: np.ndarray | None = None
+
+    @property
+    def best_site(self) -> int:
+        return int(np.argmax(self.accuracy))
+
+    @property
+    def selectivity(self) -> np.ndarray:
+        """Task accuracy minus control-task accuracy, per site (needs ``control_accuracy``)."""
+        if self.control_accuracy is None:
+            raise ValueError("no control accuracy: use with_control(train_probes(..., "
+                             "control=True)) first")
+        return self.accuracy - self.control_accuracy
+
+    def with_control(self, control: ProbeResult) -> ProbeResult:
+        """This result with ``control``'s accuracies attached as the control task."""
+        if not control.control or control.label_set != self.label_set:
+            raise ValueError("pass the control-task result of the same label set")
+        return _replace(self, control_accuracy=control.accuracy)
+
+    def to_frame(self):
+        import pandas as pd
+
+        frame = pd.DataFrame({"site": self.site_names, "accuracy": self.accuracy,
+                              "macro_f1": self.macro_f1, "majority": self.majority})
+        if self.control_accuracy is not None:
+            frame["control_accuracy"] = self.control_accuracy
+            frame["selectivity"] = self.selectivity
+        frame.insert(0, "label_set", self.label_set + (" (control)" if self.control else ""))
+        return frame
+
+    def predict(self, site: int, activations: torch.Tensor) -> torch.Tensor:
+        """Class indices for ``[n, d_model]`` activations at ``site``."""
+        return self.logits(site, activations).argmax(-1)
+
+    def logits(self, site: int, activations: torch.Tensor) -> torch.Tensor:
+        x = (activations.float() - self.mean[site]) / self.std[site]
+        return x @ self.weights[site] + self.bias[site]
+
+
+def _replace(result: ProbeResult, **changes: Any) -> ProbeResult:
+    new = copy.copy(result)
+    for key, value in changes.items():
+        setattr(new, key, value)
+    return new
+
+
+def control_labels(data: ProbeData, label_set: str, seed: int = 0) -> np.ndarray:
+    """Hewitt & Liang's control task: every word type gets one label, drawn at random from
+    the label distribution of the training words; the same type always gets the same label.
+    The type is that of the word the label belongs to: the next word's for ``*_next`` sets
+    (and, for ``"token"``, the word itself)."""
+    labels = _labels(data, label_set)
+    train = labels[data.split == "train"]
+    values, counts = np.unique(train.astype(str), return_counts=True)
+    rng = np.random.default_rng(seed)
+    of = data.next_types if label_set.endswith("_next") else data.word_types
+    types = sorted(set(of.tolist()))
+    drawn = rng.choice(values, size=len(types), p=counts / counts.sum())
+    table = dict(zip(types, drawn, strict=True))
+    return np.array([table[t] for t in of], dtype=object)
+
+
+def _labels(data: ProbeData, label_set: str) -> np.ndarray:
+    if label_set not in data.labels:
+        raise ValueError(f"unknown label set {label_set!r}; available: {list(data.labels)}")
+    return data.labels[label_set]
+
+
+def _macro_f1(pred: np.ndarray, true: np.ndarray, n_classes: int) -> float:
+    scores = []
+    for c in np.unique(true):
+        tp = np.sum((pred == c) & (true == c))
+        fp = np.sum((pred == c) & (true != c))
+        fn = np.sum((pred != c) & (true == c))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float,
+                  max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression for every site at once: ``x [site, n, d]``.
+
+    Minimises ``sum_site mean_n CE + l2 * ||W_site||^2 / 2`` with L-BFGS; the sites' losses
+    are independent, so the sum optimises each of them."""
+    sites, _, d = x.shape
+    w = torch.zeros(sites, d, n_classes, requires_grad=True)
+    b = torch.zeros(sites, 1, n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-6,
+                            tolerance_change=1e-9)
+    targets = y.expand(sites, -1).reshape(-1)
+
+    def closure():
+        opt.zero_grad()
+        logits = torch.baddbmm(b, x, w)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), targets,
+                                                 reduction="sum") / y.numel()
+        loss = loss + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), b.detach()[:, 0]
+
+
+def _fit_ridge(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form ridge regression onto one-hot labels, every site at once."""
+    sites, n, d = x.shape
+    onehot = torch.nn.functional.one_hot(y, n_classes).float()
+    xd = x.double()
+    gram = xd.transpose(1, 2) @ xd + l2 * n * torch.eye(d, dtype=torch.float64)
+    target = onehot.double() - onehot.double().mean(0)
+    w = torch.linalg.solve(gram, xd.transpose(1, 2) @ target.expand(sites, -1, -1))
+    b = onehot.mean(0).expand(sites, -1)
+    return w.float(), b.float()
+
+
+def train_probes(
+    data: ProbeData,
+    label_set: str,
+    *,
+    control: bool = False,
+    method: str = "logistic",
+    l2: float = 1e-3,
+    max_iter: int = 100,
+    sites: Sequence[int] | None = None,
+    min_count: int = 1,
+    seed: int = 0,
+) -> ProbeResult:
+    """A linear probe of ``label_set`` at every site (or ``sites``), trained as one batched
+    model on the training words and scored on the test words.
+
+    ``method``: ``"logistic"`` (multinomial logistic regression, L2 penalty ``l2``, L-BFGS
+    for up to ``max_iter`` iterations) or ``"ridge"`` (closed form on one-hot targets, a fast
+    baseline). ``control=True`` uses :func:`control_labels` instead of the real labels.
+    Classes seen fewer than ``min_count`` times in training are dropped (with their words);
+    test words whose label never occurs in training are counted as errors. For the
+    ``"token"`` set, use ``min_count`` to keep the frequent tokens only.
+    """
+    if method not in ("logistic", "ridge"):
+        raise ValueError(f"method must be 'logistic' or 'ridge', got {method!r}")
+    labels = control_labels(data, label_set, seed) if control else _labels(data, label_set)
+    labels = labels.astype(str)
+    site_index = list(range(len(data.site_names))) if sites is None else list(sites)
+    if not site_index or min(site_index) < 0 or max(site_index) >= len(data.site_names):
+        raise ValueError(f"sites must be indices in 0..{len(data.site_names) - 1}")
+    train = data.split == "train"
+    test = data.split == "test"
+    counts = Counter(labels[train].tolist())
+    classes = sorted(c for c, n in counts.items() if n >= min_count)
+    if len(classes) < 2:
+        raise ValueError(f"label set {label_set!r} has fewer than 2 classes in training")
+    index = {c: i for i, c in enumerate(classes)}
+    keep_train = train & np.isin(labels, classes)
+    keep_test = test & (np.isin(labels, classes) if min_count > 1 else True)
+    y_train = torch.tensor([index[c] for c in labels[keep_train]])
+    y_test = np.array([index.get(c, -1) for c in labels[keep_test]])
+
+    acts = data.activations[site_index]
+    x_train = acts[:, torch.from_numpy(np.flatnonzero(keep_train))].float()
+    mean = x_train.mean(1, keepdim=True)
+    std = x_train.std(1, keepdim=True).clamp_min(1e-4)
+    x_train = (x_train - mean) / std
+    if method == "logistic":
+        torch.manual_seed(seed)
+        w, b = _fit_logistic(x_train, y_train, len(classes), l2, max_iter)
+    else:
+        w, b = _fit_ridge(x_train, y_train, len(classes), l2)
+    x_test = (acts[:, torch.from_numpy(np.flatnonzero(keep_test))].float() - mean) / std
+    pred = (torch.baddbmm(b[:, None], x_test, w)).argmax(-1).numpy()
+    accuracy = (pred == y_test[None]).mean(1)
+    macro = np.array([_macro_f1(p, y_test, len(classes)) for p in pred])
+    majority_class = index[Counter(labels[keep_train].tolist()).most_common(1)[0][0]]
+    return ProbeResult(
+        label_set=label_set, site_names=[data.site_names[i] for i in site_index],
+        accuracy=accuracy, macro_f1=macro, majority=float((y_test == majority_class).mean()),
+        classes=classes, weights=w, bias=b, mean=mean[:, 0], std=std[:, 0], control=control,
+        method=method, n_train=int(keep_train.sum()), n_test=int(keep_test.sum()),
+    )
+
+
+# ---------------------------------------------------------------- controls
+
+
+@contextmanager
+def shuffled_weights(model: Any, seed: int = 0) -> Iterator[Any]:
+    """A context in which the entries of every weight tensor of ``model`` are randomly
+    permuted: the same architecture, sizes and weight statistics, none of the learned
+    structure. Probes that reach the same accuracy inside it read what any random network
+    computes from its input, not what training taught. The weights are restored on exit, also
+    on error (one model in memory plus a copy of its weights)."""
+    gen = torch.Generator().manual_seed(seed)
+    saved = []
+    seen: set[int] = set()
+    try:
+        with torch.no_grad():
+            for param in model.parameters():
+                if id(param) in seen or param.numel() < 2:
+                    continue
+                seen.add(id(param))
+                saved.append((param, param.data.clone()))
+                flat = param.data.flatten()
+                order = torch.randperm(flat.numel(), generator=gen).to(flat.device)
+                param.data.copy_(flat[order].view_as(param))
+        yield model
+    finally:
+        with torch.no_grad():
+            for param, original in saved:
+                param.data.copy_(original)
+
+
+# ---------------------------------------------------------------- heads a probe needs
+
+
+def _site_activations(model: Any, data: ProbeData, site: int, which: np.ndarray,
+                      batch_size: int = 32) -> tuple[torch.Tensor, np.ndarray]:
+    """Residual stream at ``site`` for the words selected by ``which`` (recomputed, so that
+    hooks active around the call apply); returns activations and the selected word indices."""
+    cfg = model.cfg
+    name = (f"blocks.{site}.hook_resid_pre" if site < cfg.n_layers
+            else f"blocks.{cfg.n_layers - 1}.hook_resid_post")
+    words = np.flatnonzero(which)
+    by_sentence: dict[int, list[int]] = {}
+    for w in words:
+        by_sentence.setdefault(int(data.sentence[w]), []).append(int(w))
+    sentences = sorted(by_sentence)
+    outs, order = [], []
+    bos = model.tokenizer.bos_token_id
+    for start in range(0, len(sentences), batch_size):
+        batch = sentences[start: start + batch_size]
+        width = max(len(data.tokens[i]) for i in batch)
+        tokens = torch.full((len(batch), width), bos, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for j, i in enumerate(batch):
+            tokens[j, : len(data.tokens[i])] = data.tokens[i]
+            mask[j, : len(data.tokens[i])] = 1
+        captured = {}
+
+        def capture(act, hook, captured=captured):
+            captured["x"] = act  # not detached: gradients flow back to head masks
+
+        model.run_with_hooks(tokens.to(cfg.device), attention_mask=mask.to(cfg.device),
+                             fwd_hooks=[(name, capture)], return_type=None,
+                             stop_at_layer=min(site + 1, cfg.n_layers))
+        for j, i in enumerate(batch):
+            ws = by_sentence[i]
+            outs.append(captured["x"][j, torch.tensor(data.position[ws])])
+            order.extend(ws)
+    return torch.cat(outs), np.array(order)
+
+
+def _probe_loss_and_accuracy(model, data, probe, site_in_probe, site, which):
+    acts, order = _site_activations(model, data, site, which)
+    labels = data.labels[probe.label_set][order].astype(str)
+    index = {c: i for i, c in enumerate(probe.classes)}
+    y = torch.tensor([index.get(c, -1) for c in labels])
+    logits = probe.logits(site_in_probe, acts.cpu())
+    known = y >= 0
+    loss = torch.nn.functional.cross_entropy(logits[known], y[known])
+    accuracy = float((logits.argmax(-1) == y).float().mean())
+    return loss, accuracy
+
+
+def _probe_site(probe: ProbeResult, data: ProbeData, site: int) -> int:
+    name = data.site_names[site]
+    if name not in probe.site_names:
+        raise ValueError(f"the probe has no site {name!r}; it was trained on {probe.site_names}")
+    return probe.site_names.index(name)
+
+
+def probe_head_importance(model: Any, data: ProbeData, probe: ProbeResult, site: int,
+                          *, split: str = "test", normalise: bool = True) -> LabelledGrid:
+    """``|d probe loss / d head mask|`` for every head, the probe reading ``site`` (Michel et
+    al. 2019: L2-normalised within each layer when ``normalise``), from one backward pass over
+    the ``split`` words. Heads in blocks at or after ``site`` cannot affect it and get 0."""
+    from interp_lib.ablation import _Z
+
+    cfg = model.cfg
+    k = _probe_site(probe, data, site)
+    if site == 0:
+        raise ValueError("site 0 is the embedding: no head comes before it")
+    masks = torch.ones(cfg.n_layers, cfg.n_heads, requires_grad=True)
+
+    def make_hook(layer: int):
+        def hook(z, hook=None):
+            return z * masks[layer].to(z.device, z.dtype)[None, None, :, None]
+        return hook
+
+    hooks = [(_Z.format(la), make_hook(la)) for la in range(min(site, cfg.n_layers))]
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        loss, _ = _probe_loss_and_accuracy(model, data, probe, k, site, data.split == split)
+        (grad,) = torch.autograd.grad(loss, masks)
+    importance = grad.abs().detach()
+    importance[site:] = 0.0
+    if normalise:
+        norms = importance.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        importance = torch.where(importance.sum(1, keepdim=True) > 0, importance / norms,
+                                 importance)
+    return LabelledGrid(importance, [str(la) for la in range(cfg.n_layers)],
+                        [str(h) for h in range(cfg.n_heads)], row_title="layer", col_title="head",
+                        what=f"|d {probe.label_set} probe loss / d head mask|"
+                        + (" (per-layer L2)" if normalise else ""))
+
+
+@torch.no_grad()
+def probe_ablation_effects(model: Any, data: ProbeData, probe: ProbeResult, site: int,
+                           *, split: str = "test") -> LabelledGrid:
+    """The drop in the probe's accuracy at ``site`` when each head below it is zero-ablated
+    alone (one forward pass over the ``split`` sentences per head: the exhaustive reference
+    for :func:`probe_head_importance`). Heads at or after ``site`` get 0."""
+    cfg = model.cfg
+    if site == 0:
+        raise ValueError("site 0 is the embedding: no head comes before it")
+    base = probe_accuracy_without(model, data, probe, site, [], split=split)
+    drops = torch.zeros(cfg.n_layers, cfg.n_heads)
+    for layer in range(min(site, cfg.n_layers)):
+        for head in range(cfg.n_heads):
+            drops[layer, head] = base - probe_accuracy_without(
+                model, data, probe, site, [(layer, head)], split=split)
+    return LabelledGrid(drops, [str(la) for la in range(cfg.n_layers)],
+                        [str(h) for h in range(cfg.n_heads)], row_title="layer",
+                        col_title="head", what=f"drop in {probe.label_set} probe accuracy",
+                        baseline=base)
+
+
+@torch.no_grad()
+def probe_accuracy_without(model: Any, data: ProbeData, probe: ProbeResult, site: int,
+                           heads: Sequence[Any], *, split: str = "test") -> float:
+    """The probe's accuracy at ``site`` on the ``split`` words when ``heads`` are
+    zero-ablated (an empty list: the plain accuracy, recomputed)."""
+    from interp_lib.heads import zero_ablation
+
+    k = _probe_site(probe, data, site)
+    with zero_ablation(model, list(heads) or None):
+        _, accuracy = _probe_loss_and_accuracy(model, data, probe, k, site, data.split == split)
+    return accuracy
