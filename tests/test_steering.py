@@ -111,7 +111,8 @@ def test_sweep_matches_one_run_per_coefficient(tiny_model):
     assert sweep.effect[:, 0].abs().max() < 1e-4  # coefficient 0 changes nothing
     for i, layer in enumerate([0, 1]):
         for j, coef in enumerate([0.0, 1.0, 4.0]):
-            with tiny_model.hooks(fwd_hooks=steering_hooks(tiny_model, layer, vectors[i], coef)):
+            hooks = steering_hooks(tiny_model, layer, vectors[i], coef)
+            with torch.no_grad(), tiny_model.hooks(fwd_hooks=hooks):
                 log_probs = tiny_model(neutral).float().log_softmax(-1)
             loss = -log_probs[:, :-1].gather(-1, neutral[:, 1:, None])[..., 0].mean()
             score = measure(log_probs[:, :-1], neutral).mean()
