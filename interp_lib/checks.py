@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
-from interp_lib.inputs import to_tokens
+from interp_lib.inputs import pad_rows, to_tokens
 
 __all__ = [
     "CheckResult",
@@ -138,12 +138,7 @@ def padded_batch(model: Any, texts: Sequence[str], padding_side: str = "right",
         raise ValueError(f"a text has {width} tokens, more than the context of {model.cfg.n_ctx}")
     pad = model.tokenizer.pad_token_id
     pad = model.tokenizer.eos_token_id if pad is None else pad
-    tokens = torch.full((len(rows), width), int(pad), dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, row in enumerate(rows):
-        span = slice(0, len(row)) if padding_side == "right" else slice(width - len(row), width)
-        tokens[i, span] = row.cpu()
-        mask[i, span] = 1
+    tokens, mask = pad_rows(rows, pad, padding_side)
     return tokens.to(model.cfg.device), mask.to(model.cfg.device)
 
 
@@ -268,15 +263,13 @@ def tiny_course_architecture(vocab_size: int, *, d_model: int = 64, n_layers: in
                              n_heads: int = 4, n_ctx: int = 64, seed: int = 0):
     """A random-init ``GPTNeoXForCausalLM`` with the course model's architecture (partial
     rotary, sequential residual, tied embeddings) at a tiny size, built in memory."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXForCausalLM
+
+    from interp_lib.testing import tiny_neox_config
 
     torch.manual_seed(seed)
-    config = GPTNeoXConfig(
-        vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
-        num_attention_heads=n_heads, intermediate_size=4 * d_model,
-        max_position_embeddings=n_ctx, rotary_pct=0.25, use_parallel_residual=False,
-        tie_word_embeddings=True, hidden_dropout=0.0, attention_dropout=0.0,
-    )
+    config = tiny_neox_config(vocab_size, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
+                              n_ctx=n_ctx, hidden_dropout=0.0, attention_dropout=0.0)
     return GPTNeoXForCausalLM(config)
 
 

@@ -255,8 +255,8 @@ def k_composition_circuit(model: Any, previous_head: Any, induction_head: Any, *
     query = token_representations(model, layer_b, embedding)
     key = token_representations(model, layer_a, embedding)
     left = query @ model.W_Q[layer_b, index_b].detach().float()
-    moved = key @ model.W_V[layer_a, index_a].detach().float() @ model.W_O[layer_a, index_a].float()
-    right = _qk_right(model, layer_b, index_b, offset) @ moved.detach().T
+    w_v, w_o = (w[layer_a, index_a].detach().float() for w in (model.W_V, model.W_O))
+    right = _qk_right(model, layer_b, index_b, offset) @ (key @ w_v @ w_o).T
     return FactoredMatrix(left, right)
 
 

@@ -24,7 +24,15 @@ from typing import Any
 import torch
 from jaxtyping import Int
 
-__all__ = ["check_layer", "head_name", "head_names", "parse_head", "parse_heads", "to_tokens"]
+__all__ = [
+    "check_layer",
+    "head_name",
+    "head_names",
+    "pad_rows",
+    "parse_head",
+    "parse_heads",
+    "to_tokens",
+]
 
 #: A batch of token ids ``[batch, pos]``.
 Tokens = Int[torch.Tensor, "batch pos"]
@@ -147,3 +155,29 @@ def to_tokens(
             "tokens; shorten the text or split it into windows"
         )
     return tokens.to(cfg.device)
+
+
+def pad_rows(
+    rows: Sequence[Sequence[int] | torch.Tensor], pad_id: int, side: str = "right"
+) -> tuple[Tokens, Int[torch.Tensor, "batch pos"]]:
+    """Token rows of different lengths as one ``[batch, width]`` tensor padded with ``pad_id``
+    on ``side``, and the attention mask (1 on real tokens). Right padding is what a causal
+    model needs no care for: it never attends to pads that come after the real tokens.
+
+    >>> tokens, mask = pad_rows([[5, 6, 7], [8]], pad_id=0, side="left")
+    >>> tokens.tolist(), mask.tolist()
+    ([[5, 6, 7], [0, 0, 8]], [[1, 1, 1], [0, 0, 1]])
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+    rows = [torch.as_tensor(row, dtype=torch.long).flatten() for row in rows]
+    if not rows or any(len(row) == 0 for row in rows):
+        raise ValueError("pad_rows needs at least one row and no empty rows")
+    width = max(len(row) for row in rows)
+    tokens = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(0, len(row)) if side == "right" else slice(width - len(row), width)
+        tokens[i, span] = row.cpu()
+        mask[i, span] = 1
+    return tokens, mask

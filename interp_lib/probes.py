@@ -41,7 +41,7 @@ True
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +54,7 @@ import torch
 from jaxtyping import Float
 
 from interp_lib.grid import LabelledGrid
+from interp_lib.inputs import pad_rows
 
 __all__ = [
     "LABEL_SETS",
@@ -172,13 +173,7 @@ def build_probe_data(
     order = list(range(len(rows)))
     for start in range(0, len(rows), batch_size):
         batch = order[start: start + batch_size]
-        width = max(len(rows[i]) for i in batch)
-        tokens = torch.full((len(batch), width), bos, dtype=torch.long)
-        mask = torch.zeros(len(batch), width, dtype=torch.long)
-        for j, i in enumerate(batch):
-            tokens[j, : len(rows[i])] = torch.tensor(rows[i])
-            mask[j, : len(rows[i])] = 1
-        # right padding: a causal model never attends to pads after the real tokens
+        tokens, mask = pad_rows([rows[i] for i in batch], bos)
         _, cache = model.run_with_cache(tokens.to(cfg.device), attention_mask=mask.to(cfg.device),
                                         names_filter=lambda n: n in names)
         stacked = torch.stack([cache[n] for n in names])  # [site, batch, pos, d]
@@ -270,7 +265,7 @@ class ProbeResult:
         """This result with ``control``'s accuracies attached as the control task."""
         if not control.control or control.label_set != self.label_set:
             raise ValueError("pass the control-task result of the same label set")
-        return _replace(self, control_accuracy=control.accuracy)
+        return dataclasses.replace(self, control_accuracy=control.accuracy)
 
     def to_frame(self):
         import pandas as pd
@@ -290,13 +285,6 @@ class ProbeResult:
     def logits(self, site: int, activations: torch.Tensor) -> torch.Tensor:
         x = (activations.float() - self.mean[site]) / self.std[site]
         return x @ self.weights[site] + self.bias[site]
-
-
-def _replace(result: ProbeResult, **changes: Any) -> ProbeResult:
-    new = copy.copy(result)
-    for key, value in changes.items():
-        setattr(new, key, value)
-    return new
 
 
 def control_labels(data: ProbeData, label_set: str, seed: int = 0) -> np.ndarray:
@@ -321,7 +309,7 @@ def _labels(data: ProbeData, label_set: str) -> np.ndarray:
     return data.labels[label_set]
 
 
-def _macro_f1(pred: np.ndarray, true: np.ndarray, n_classes: int) -> float:
+def _macro_f1(pred: np.ndarray, true: np.ndarray) -> float:
     scores = []
     for c in np.unique(true):
         tp = np.sum((pred == c) & (true == c))
@@ -426,7 +414,7 @@ def train_probes(
     x_test = (acts[:, torch.from_numpy(np.flatnonzero(keep_test))].float() - mean) / std
     pred = (torch.baddbmm(b[:, None], x_test, w)).argmax(-1).numpy()
     accuracy = (pred == y_test[None]).mean(1)
-    macro = np.array([_macro_f1(p, y_test, len(classes)) for p in pred])
+    macro = np.array([_macro_f1(p, y_test) for p in pred])
     majority_class = index[Counter(labels[keep_train].tolist()).most_common(1)[0][0]]
     return ProbeResult(
         label_set=label_set, site_names=[data.site_names[i] for i in site_index],
@@ -485,12 +473,7 @@ def _site_activations(model: Any, data: ProbeData, site: int, which: np.ndarray,
     bos = model.tokenizer.bos_token_id
     for start in range(0, len(sentences), batch_size):
         batch = sentences[start: start + batch_size]
-        width = max(len(data.tokens[i]) for i in batch)
-        tokens = torch.full((len(batch), width), bos, dtype=torch.long)
-        mask = torch.zeros(len(batch), width, dtype=torch.long)
-        for j, i in enumerate(batch):
-            tokens[j, : len(data.tokens[i])] = data.tokens[i]
-            mask[j, : len(data.tokens[i])] = 1
+        tokens, mask = pad_rows([data.tokens[i] for i in batch], bos)
         captured = {}
 
         def capture(act, hook, captured=captured):

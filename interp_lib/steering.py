@@ -93,12 +93,19 @@ def generate(
     """The text the model adds to ``prompt`` with ``hooks`` (``[(hook name, fn)]``) active;
     greedy or sampled with a seeded generator, so the same call gives the same text. The
     hooks are removed afterwards, also when generation raises."""
+    tokens = _generate_tokens(model, prompt, max_new_tokens, hooks, greedy=greedy,
+                              temperature=temperature, seed=seed)
+    return model.to_string(tokens[0, -max_new_tokens:])
+
+
+def _generate_tokens(model: Any, prompt: Any, max_new_tokens: int, hooks: Hooks | None,
+                     **decoding: Any) -> torch.Tensor:
+    """Prompt and generated tokens ``[1, pos]`` with ``hooks`` active (removed on exit)."""
     from interp_lib.checks import generate_with_log_probs
 
     with model.hooks(fwd_hooks=list(hooks or [])):
-        tokens, _ = generate_with_log_probs(model, prompt, max_new_tokens, greedy=greedy,
-                                            temperature=temperature, seed=seed)
-    return model.to_string(tokens[0, -max_new_tokens:])
+        tokens, _ = generate_with_log_probs(model, prompt, max_new_tokens, **decoding)
+    return tokens
 
 
 # ---------------------------------------------------------------- latent steering vectors
@@ -146,8 +153,11 @@ def decode_latent(model: Any, vector: torch.Tensor, layer: int, n_tokens: int, *
     """Greedy decoding of ``n_tokens`` from BOS alone with ``vector`` added at ``layer``."""
     layer = check_layer(layer, model.cfg)
     _check_positions(positions)
-    bos = torch.tensor([[model.tokenizer.bos_token_id]], device=model.cfg.device)
-    return generate(model, bos, n_tokens, hooks=_latent_hook(layer, vector, positions))
+    return generate(model, _bos(model), n_tokens, hooks=_latent_hook(layer, vector, positions))
+
+
+def _bos(model: Any) -> torch.Tensor:
+    return torch.tensor([[model.tokenizer.bos_token_id]], device=model.cfg.device)
 
 
 def fit_latent_vector(
@@ -193,42 +203,45 @@ def fit_latent_vector(
         optimizer.step()
         losses.append(loss.item())
         if step % check_every == 0 or step == steps:
-            with torch.no_grad():
-                decoded = _greedy_ids(model, vector.detach(), layer, positions, len(ids))
+            hooks = _latent_hook(layer, vector.detach(), positions)
+            decoded = _generate_tokens(model, _bos(model), len(ids), hooks)[0, 1:].tolist()
             if decoded == ids:
                 found = step
                 break
     return LatentVector(vector.detach(), layer, positions, target, ids, found, losses)
 
 
-@torch.no_grad()
-def _greedy_ids(model, vector, layer, positions, n):
-    bos = torch.tensor([[model.tokenizer.bos_token_id]], device=model.cfg.device)
-    from interp_lib.checks import generate_with_log_probs
-
-    with model.hooks(fwd_hooks=_latent_hook(layer, vector, positions)):
-        tokens, _ = generate_with_log_probs(model, bos, n)
-    return tokens[0, 1:].tolist()
-
-
 # ---------------------------------------------------------------- contrastive steering
 
 
 @torch.no_grad()
-def _mean_resid(model: Any, texts: Sequence[str], layers: Sequence[int]) -> torch.Tensor:
+def _mean_resid(model: Any, texts: Sequence[str], layers: Sequence[int],
+                batch_size: int = 32) -> torch.Tensor:
     """Mean residual stream (over the texts' real tokens after BOS) at each layer:
-    ``[layer, d_model]``."""
+    ``[layer, d_model]``; texts run in right-padded batches."""
     names = [_RESID.format(la) for la in layers]
     total = torch.zeros(len(layers), model.cfg.d_model, dtype=torch.float64)
     count = 0
-    for text in texts:
-        tokens = to_tokens(model, text, prepend_bos=True)
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names,
+    for tokens, mask in _padded_batches(model, texts, batch_size):
+        _, cache = model.run_with_cache(tokens, attention_mask=mask,
+                                        names_filter=lambda n: n in names,
                                         stop_at_layer=max(layers) + 1)
+        real = mask[:, 1:, None].double()  # every real token after BOS
         for i, name in enumerate(names):
-            total[i] += cache[name][0, 1:].double().sum(0).cpu()
-        count += tokens.shape[1] - 1
+            total[i] += (cache[name][:, 1:].double() * real).sum((0, 1)).cpu()
+        count += int(real.sum())
     return (total / max(count, 1)).float()
+
+
+def _padded_batches(model: Any, texts: Sequence[str], batch_size: int):
+    """``(tokens, attention_mask)`` of the texts with BOS, right-padded, ``batch_size`` at a
+    time, on the model's device."""
+    from interp_lib.inputs import pad_rows
+
+    rows = [to_tokens(model, text, prepend_bos=True)[0] for text in texts]
+    for start in range(0, len(rows), batch_size):
+        tokens, mask = pad_rows(rows[start: start + batch_size], model.tokenizer.bos_token_id)
+        yield tokens.to(model.cfg.device), mask.to(model.cfg.device)
 
 
 def contrastive_vector(
@@ -344,15 +357,15 @@ def steering_sweep(
     batch = tokens.shape[0]
     stacked = tokens.repeat(len(coefs), 1)
 
-    def evaluate(hooks):
+    def evaluate(rows, hooks):
+        """Mean loss and measure per group of ``batch`` rows."""
         with model.hooks(fwd_hooks=hooks):
-            log_probs = model(stacked, return_type="logits").float().log_softmax(-1)
-        nll = -log_probs[:, :-1].gather(-1, stacked[:, 1:, None])[..., 0].mean(-1)
-        score = measure(log_probs[:, :-1], stacked)
-        return (nll.reshape(len(coefs), batch).mean(1).cpu(),
-                score.reshape(len(coefs), batch).mean(1).cpu())
+            log_probs = model(rows, return_type="logits").float().log_softmax(-1)
+        nll = -log_probs[:, :-1].gather(-1, rows[:, 1:, None])[..., 0].mean(-1)
+        score = measure(log_probs[:, :-1], rows)
+        return (nll.reshape(-1, batch).mean(1).cpu(), score.reshape(-1, batch).mean(1).cpu())
 
-    base_loss, base_score = evaluate([])
+    base_loss, base_score = evaluate(tokens, [])  # unsteered: the neutral batch once
     effect = torch.zeros(len(layers), len(coefs))
     loss = torch.zeros(len(layers), len(coefs))
     per_row = coefs.repeat_interleave(batch).to(model.cfg.device)
@@ -362,7 +375,7 @@ def steering_sweep(
         def hook(resid, hook=None, added=added):
             return resid + added.to(resid.dtype)
 
-        loss[i], score = evaluate([(_RESID.format(layer), hook)])
+        loss[i], score = evaluate(stacked, [(_RESID.format(layer), hook)])
         effect[i] = score - base_score[0]
     return SteeringSweep(layers, coefs.tolist(), effect, loss, float(base_loss[0]),
                          float(base_score[0]), getattr(measure, "__name__", "measure"))
@@ -389,15 +402,18 @@ class HeadProbes:
 
 
 @torch.no_grad()
-def _last_token_z(model: Any, texts: Sequence[str]) -> torch.Tensor:
-    """``hook_z`` of every head at each text's last token: ``[text, layer, head, d_head]``."""
+def _last_token_z(model: Any, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+    """``hook_z`` of every head at each text's last token: ``[text, layer, head, d_head]``;
+    texts run in right-padded batches."""
     names = [_Z.format(la) for la in range(model.cfg.n_layers)]
     rows = []
-    for text in texts:
-        tokens = to_tokens(model, text, prepend_bos=True)
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-        rows.append(torch.stack([cache[n][0, -1] for n in names]).float().cpu())
-    return torch.stack(rows)
+    for tokens, mask in _padded_batches(model, texts, batch_size):
+        _, cache = model.run_with_cache(tokens, attention_mask=mask,
+                                        names_filter=lambda n: n in names)
+        last = mask.sum(1) - 1
+        at = torch.arange(len(tokens), device=tokens.device)
+        rows.append(torch.stack([cache[n][at, last] for n in names], 1).float().cpu())
+    return torch.cat(rows)
 
 
 def head_probes(model: Any, positive: Sequence[str], negative: Sequence[str], *,

@@ -99,7 +99,8 @@ def tag_sentences(texts: Sequence[str], *, cache_dir: str | Path | None = None,
                   batch_size: int = 256) -> list[TaggedSentence]:
     """Tag each text with spaCy (one :class:`TaggedSentence` per text, even when spaCy would
     split it). Results are cached on disk, keyed by the texts and the pipeline's version, so
-    a second call costs a file read. ``cache_dir=False``-like ``""`` disables the cache."""
+    a second call costs a file read. ``cache_dir=""`` disables the cache (default folder:
+    :func:`default_cache_dir`)."""
     texts = list(texts)
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise ValueError("texts must be a non-empty list of non-empty strings")

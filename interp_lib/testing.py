@@ -22,7 +22,8 @@ import contextlib
 import io
 from pathlib import Path
 
-__all__ = ["TOKENIZER_TEXT", "save_tiny_gpt2", "save_tiny_neox", "train_tiny_tokenizer"]
+__all__ = ["TOKENIZER_TEXT", "save_tiny_gpt2", "save_tiny_neox", "tiny_neox_config",
+           "train_tiny_tokenizer"]
 
 BOS = "<|endoftext|>"
 
@@ -108,16 +109,27 @@ def save_tiny_neox(
 ) -> Path:
     """Write a random-init ``GPTNeoXForCausalLM`` shaped like the course model (partial rotary,
     sequential residual, tied embeddings) and its tokenizer to ``path``; return the path."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXForCausalLM
 
     path, tokenizer, bos_id = _prepare(path, n_layers, d_model, n_heads, n_ctx, vocab_size)
-    config = GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
+    config = tiny_neox_config(len(tokenizer), n_layers=n_layers, d_model=d_model,
+                              n_heads=n_heads, n_ctx=n_ctx, bos_token_id=bos_id,
+                              eos_token_id=bos_id)
+    return _write(GPTNeoXForCausalLM, config, tokenizer, path, seed)
+
+
+def tiny_neox_config(vocab_size: int, *, n_layers: int = 2, d_model: int = 64, n_heads: int = 4,
+                     n_ctx: int = 128, **extra):
+    """A ``GPTNeoXConfig`` with the course model's architecture (partial rotary, sequential
+    residual, tied embeddings) at a tiny size; ``extra`` goes to the config as is."""
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
         num_attention_heads=n_heads, intermediate_size=4 * d_model,
         max_position_embeddings=n_ctx, rotary_pct=0.25, use_parallel_residual=False,
-        tie_word_embeddings=True, bos_token_id=bos_id, eos_token_id=bos_id,
+        tie_word_embeddings=True, **extra,
     )
-    return _write(GPTNeoXForCausalLM, config, tokenizer, path, seed)
 
 
 def _prepare(path, n_layers: int, d_model: int, n_heads: int, n_ctx: int, vocab_size: int):
