@@ -8,11 +8,12 @@ install:
 	$(PYTHON) scripts/install.py
 
 course: install
-	$(PYTHON) -m interp_lib.course --no-install
+	$(PYTHON) -m tools.course --no-install
 
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m nbstripout --verify notebooks/*.ipynb
+	$(PYTHON) -c "import sys; from importlinter.cli import lint_imports as l; sys.exit(l(no_cache=True, no_logo=True))"
 
 test: install lint
 	$(PYTHON) -m pytest -n 2 --dist loadscope --nbval-lax --nbval-current-env \

@@ -1,7 +1,7 @@
 """Session-wide test setup, run once in pytest's main process (before xdist workers start,
 so they and the notebook kernels they launch inherit the environment it sets).
 
-The notebooks' model is chosen here as ``python -m interp_lib.course`` chooses it and passed to
+The notebooks' model is chosen here as ``python -m tools.course`` chooses it and passed to
 every kernel through ``INTERP_MODEL``: offline, with no course model shipped and gpt2-small not
 cached, that is a tiny random-init GPT-2 in a temporary directory. Heavy notebook cells run at
 their small CI size (``INTERP_FAST=1``). pytest's header says what was chosen.
@@ -19,7 +19,7 @@ _model_line: list[str] = []
 def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return  # workers inherit what the main process exported
-    from interp_lib.course import prepare_environment
+    from tools.course import prepare_environment
 
     os.environ.setdefault("INTERP_CIRCUITSVIS_MODE", "once")
     os.environ.setdefault("INTERP_FAST", "1")

@@ -201,7 +201,7 @@ def _texts(n: int) -> list[str]:
 
 
 def _text_windows(model, sequences: int, length: int):
-    from interp_lib.text import sample_text, token_windows
+    from interp_lib.data import NotEnoughTextError, sample_text, token_windows
 
     try:
         text = sample_text()
@@ -210,9 +210,7 @@ def _text_windows(model, sequences: int, length: int):
     while True:
         try:
             return token_windows(model, text, n_windows=sequences, length=length)
-        except ValueError as err:
-            if "enough for" not in str(err):
-                raise
+        except NotEnoughTextError:
             text = text + "\n" + text
 
 
@@ -226,27 +224,25 @@ def pairings(model, quick: bool) -> list[Pairing]:
     import torch
     from transformer_lens.head_detector import detect_head
 
-    from interp_lib.ablation import (
-        head_ablation,
-        head_ablation_loop,
-        head_importance,
-        rank_correlation,
-    )
-    from interp_lib.circuits import (
-        composition_scores,
+    from interp_lib.ablation import head_ablation, head_importance, rank_correlation
+    from interp_lib.circuits import composition_scores, diagonal_accuracy, k_composition_circuit
+    from interp_lib.data import probe_sentences, repeated_tokens
+    from interp_lib.heads import head_scores
+    from interp_lib.logit_lens import lens_dataset
+    from interp_lib.patching import mlp_position_patching
+    from interp_lib.probes import build_probe_data, train_probes
+    from interp_lib.reference import (
         composition_scores_loop,
-        diagonal_accuracy,
-        k_composition_circuit,
+        head_ablation_loop,
+        head_scores_loop,
+        lens_dataset_naive,
+        mlp_position_patching_loop,
     )
-    from interp_lib.heads import head_scores, head_scores_loop, repeated_tokens
-    from interp_lib.logit_lens import lens_dataset, lens_dataset_naive
-    from interp_lib.patching import mlp_position_patching, mlp_position_patching_loop
-    from interp_lib.probes import build_probe_data, probe_sentences, train_probes
 
     big = is_big(model)
     n, batch = (8, 2) if quick else (50, 2 if big else 4)
     tokens = repeated_tokens(model, n=n, batch=batch, seed=0)
-    one = tokens[:1]  # seed 003's MLP sweep and the ablations: one sequence
+    one = tokens[:1]  # the MLP position sweep and the ablations: one sequence
     texts = _texts(2 if quick else 8)
     kinds = ("previous_token", "duplicate_token", "induction")
     # the naive lens holds [sites, batch, pos, vocab]: 8 x 128 at GPT-2 small's size is 2.6 GB
@@ -442,7 +438,7 @@ def _models(args) -> list[tuple[str, Any]]:
     if args.quick and not args.model:
         import tempfile
 
-        from interp_lib.testing import save_tiny_gpt2
+        from interp_lib.tiny_models import save_tiny_gpt2
 
         path = save_tiny_gpt2(Path(tempfile.mkdtemp(prefix="bench-quick-")) / "tiny")
         return [("tiny random GPT-2", load_model(str(path), device=args.device))]

@@ -24,7 +24,7 @@ def random_model_dir(shape: str, root: str | Path | None = None) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from interp_lib.testing import BOS, train_tiny_tokenizer
+    from interp_lib.tiny_models import BOS, train_tiny_tokenizer
 
     arch, layers, d_model, heads, d_mlp, vocab, ctx = SHAPES[shape]
     path = Path(root or tempfile.mkdtemp(prefix=f"bench-{shape}-"))

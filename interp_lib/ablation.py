@@ -21,7 +21,7 @@ default is the next-token loss, so a positive ablation effect means the head hel
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.tiny_models import save_tiny_gpt2
 >>> from interp_lib.ablation import head_ablation
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> tokens = model.to_tokens(["The cat sat on the mat", "The dog sat on the rug"])
@@ -32,36 +32,30 @@ default is the next-token loss, so a positive ablation effect means the head hel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 
+from interp_lib import validate
 from interp_lib.grid import LabelledGrid
+from interp_lib.hooks import hook_name, masked_heads, only, scale_heads_hook
 from interp_lib.inputs import to_tokens
-from interp_lib.metrics import Metric, check_metric, loss_metric
+from interp_lib.metrics import Metric, check_metric, loss_metric, metric_name
 
 __all__ = [
     "ABLATION_METHODS",
     "PruningCurve",
     "head_ablation",
-    "head_ablation_loop",
     "head_importance",
-    "masked_heads",
     "prune_heads",
-    "pruning_figure",
     "rank_correlation",
+    "replacement_values",
 ]
 
 ABLATION_METHODS = ("zero", "mean", "resample")
-_Z = "blocks.{}.attn.hook_z"
-
-
-def _is_z(name: str) -> bool:
-    return name.startswith("blocks.") and name.endswith("attn.hook_z")
 
 
 def _check_method(method: str) -> None:
@@ -69,32 +63,26 @@ def _check_method(method: str) -> None:
         raise ValueError(f"unknown ablation method {method!r}; choose one of {ABLATION_METHODS}")
 
 
-def _metric_name(metric: Metric) -> str:
-    return getattr(metric, "__name__", "metric")
-
-
-def _grid(values: torch.Tensor, cfg: Any, what: str, baseline: float | None) -> LabelledGrid:
-    return LabelledGrid(values, [str(la) for la in range(cfg.n_layers)],
-                        [str(h) for h in range(cfg.n_heads)], row_title="layer",
-                        col_title="head", what=what, baseline=baseline)
-
-
 @torch.no_grad()
-def _replacements(model: Any, tokens: torch.Tensor, method: str,
-                  reference: torch.Tensor | None, seed: int) -> list[torch.Tensor | None]:
-    """Per layer, the ``[batch, pos, head, d_head]`` values that replace ablated heads
-    (``None`` for zero ablation)."""
+def replacement_values(model: Any, tokens: torch.Tensor, method: str,
+                       reference: torch.Tensor | None = None, seed: int = 0
+                       ) -> list[torch.Tensor | None]:
+    """Per layer, the ``[batch, pos, head, d_head]`` values that replace ablated heads'
+    outputs for ``tokens`` (``None`` for zero ablation): each head's mean over ``reference``
+    at each position (``"mean"``), or its output on another example (``"resample"``)."""
+    _check_method(method)
     if method == "zero":
         return [None] * model.cfg.n_layers
-    ref = tokens if reference is None else to_tokens(model, reference)
+    ref = tokens if reference is None else to_tokens(model, reference, name="reference")
     if ref.shape[1] != tokens.shape[1]:
         raise ValueError(
             f"the reference batch has {ref.shape[1]} positions but the tokens have "
             f"{tokens.shape[1]}; {method} ablation replaces each position with the reference's "
             "value at that position, so give a reference of the same length"
         )
-    _, cache = model.run_with_cache(ref, names_filter=_is_z)
-    zs = [cache[_Z.format(layer)] for layer in range(model.cfg.n_layers)]
+    names = [hook_name("z", layer) for layer in range(model.cfg.n_layers)]
+    _, cache = model.run_with_cache(ref, names_filter=only(*names))
+    zs = [cache[name] for name in names]
     batch = tokens.shape[0]
     if method == "mean":
         return [z.mean(0, keepdim=True).expand(batch, *z.shape[1:]) for z in zs]
@@ -155,7 +143,7 @@ def head_ablation(
     batch = tokens.shape[0]
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
-    replacements = _replacements(model, tokens, method, reference, seed)
+    replacements = replacement_values(model, tokens, method, reference, seed)
     clean = metric(model(tokens), tokens).mean().item()
     all_jobs = [(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
     per_forward = max(1, max_rows // batch)
@@ -167,70 +155,14 @@ def head_ablation(
         for layer in sorted({la for la, _ in chunk}):
             jobs = torch.tensor([i for i, (la, _) in enumerate(chunk) if la == layer])
             heads = torch.tensor([h for la, h in chunk if la == layer])
-            hooks.append((_Z.format(layer),
+            hooks.append((hook_name("z", layer),
                           _replace_heads_hook(jobs, heads, copies, replacements[layer])))
         stacked = tokens.repeat(copies, 1)
         with model.hooks(fwd_hooks=hooks):
             values = metric(model(stacked), stacked).float().view(copies, batch).mean(1)
         effects[start: start + copies] = values.cpu() - clean
-    return _grid(effects.view(cfg.n_layers, cfg.n_heads),
-                 cfg, f"change in {_metric_name(metric)} ({method} ablation)", clean)
-
-
-@torch.no_grad()
-def head_ablation_loop(
-    model: Any,
-    tokens: Int[torch.Tensor, "batch pos"],
-    metric: Metric | None = None,
-    *,
-    method: str = "zero",
-    reference: Int[torch.Tensor, "ref pos"] | None = None,
-    seed: int = 0,
-) -> LabelledGrid:
-    """The straightforward version of :func:`head_ablation`: one forward per head (reference
-    for tests and benchmarks)."""
-    metric = check_metric(metric, loss_metric())
-    _check_method(method)
-    tokens = to_tokens(model, tokens)
-    cfg = model.cfg
-    replacements = _replacements(model, tokens, method, reference, seed)
-    clean = metric(model(tokens), tokens).mean().item()
-    effects = torch.empty(cfg.n_layers, cfg.n_heads)
-    for layer in range(cfg.n_layers):
-        for head in range(cfg.n_heads):
-            def hook(z, hook=None, head=head, repl=replacements[layer]):
-                z = z.clone()
-                z[:, :, head] = 0.0 if repl is None else repl[:, :, head]
-                return z
-            with model.hooks(fwd_hooks=[(_Z.format(layer), hook)]):
-                effects[layer, head] = metric(model(tokens), tokens).mean().item() - clean
-    return _grid(effects, cfg, f"change in {_metric_name(metric)} ({method} ablation)", clean)
-
-
-def _check_mask(mask: Any, cfg: Any) -> torch.Tensor:
-    mask = torch.as_tensor(mask, dtype=torch.float32)
-    if tuple(mask.shape) != (cfg.n_layers, cfg.n_heads):
-        raise ValueError(
-            f"a head mask must have shape [n_layers, n_heads] = [{cfg.n_layers}, {cfg.n_heads}], "
-            f"got {tuple(mask.shape)}"
-        )
-    return mask
-
-
-@contextmanager
-def masked_heads(model: Any, mask: Float[torch.Tensor, "layer head"]) -> Iterator[None]:
-    """A context in which every head's output is multiplied by ``mask[layer, head]`` (0 removes
-    the head, 1 keeps it)."""
-    mask = _check_mask(mask, model.cfg).to(model.cfg.device)
-
-    def make_hook(layer: int) -> Callable:
-        def hook(z, hook=None):
-            return z * mask[layer].to(z.dtype)[None, None, :, None]
-        return hook
-
-    layers = [la for la in range(model.cfg.n_layers) if not bool((mask[la] == 1).all())]
-    with model.hooks(fwd_hooks=[(_Z.format(la), make_hook(la)) for la in layers]):
-        yield
+    return LabelledGrid.layer_head(effects.view(cfg.n_layers, cfg.n_heads),
+                                   f"change in {metric_name(metric)} ({method} ablation)", clean)
 
 
 def head_importance(
@@ -253,21 +185,17 @@ def head_importance(
     tokens = to_tokens(model, tokens)
     cfg = model.cfg
     base = (torch.ones(cfg.n_layers, cfg.n_heads) if base_mask is None
-            else _check_mask(base_mask, cfg)).to(cfg.device)
+            else validate.finite_tensor(base_mask, "base_mask", shape=(cfg.n_layers, cfg.n_heads),
+                                        dims="[n_layers, n_heads]").float()).to(cfg.device)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     total = torch.zeros(cfg.n_layers, cfg.n_heads)
     for chunk in tokens.split(batch_size):
         masks = [torch.ones(len(chunk), cfg.n_heads, device=cfg.device, requires_grad=True)
                  for _ in range(cfg.n_layers)]
-
-        def make_hook(layer: int, masks: list[torch.Tensor] = masks) -> Callable:
-            def hook(z, hook=None):
-                scale = base[layer][None, :] * masks[layer]
-                return z * scale.to(z.dtype)[:, None, :, None]
-            return hook
-
-        hooks = [(_Z.format(la), make_hook(la)) for la in range(cfg.n_layers)]
+        with torch.enable_grad():
+            hooks = [(hook_name("z", la), scale_heads_hook(base[la][None, :] * masks[la]))
+                     for la in range(cfg.n_layers)]
         with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
             value = metric(model(chunk), chunk).sum()
             grads = torch.autograd.grad(value, masks)
@@ -276,7 +204,7 @@ def head_importance(
     if normalise:
         importance = importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-12)
     what = "|d metric / d head mask|" + (" (L2-normalised per layer)" if normalise else "")
-    return _grid(importance, cfg, what, None)
+    return LabelledGrid.layer_head(importance, what)
 
 
 def rank_correlation(a: torch.Tensor | LabelledGrid, b: torch.Tensor | LabelledGrid) -> float:
@@ -322,10 +250,8 @@ class PruningCurve:
         """The kept heads (1) after removing the step closest to ``fraction``."""
         i = min(range(len(self.fractions)), key=lambda k: abs(self.fractions[k] - fraction))
         mask = self.masks[i]
-        return LabelledGrid(mask.float(), [str(la) for la in range(mask.shape[0])],
-                            [str(h) for h in range(mask.shape[1])], row_title="layer",
-                            col_title="head",
-                            what=f"kept (1) after removing {self.fractions[i]:.0%} of heads")
+        return LabelledGrid.layer_head(
+            mask.float(), f"kept (1) after removing {self.fractions[i]:.0%} of heads")
 
     def map_figure(self, fraction: float):
         """The seed's black-and-white map: kept heads white, removed heads black."""
@@ -394,20 +320,4 @@ def prune_heads(
         fractions.append(removed / total)
         values.append(_evaluate(model, tokens, metric, mask, batch_size))
         masks.append(mask)
-    return PruningCurve(fractions, values, masks, order, _metric_name(metric))
-
-
-def pruning_figure(*curves: PruningCurve, title: str | None = None):
-    """Metric against the fraction of heads removed, one line per curve."""
-    import plotly.graph_objects as go
-
-    if not curves:
-        raise ValueError("give at least one PruningCurve")
-    fig = go.Figure()
-    for curve in curves:
-        fig.add_trace(go.Scatter(x=curve.fractions, y=curve.values, mode="lines+markers",
-                                 name=f"{curve.order} order"))
-    fig.update_layout(title=title or "Pruning heads", xaxis_title="fraction of heads removed",
-                      yaxis_title=curves[0].what, xaxis_tickformat=".0%")
-    return fig
-
+    return PruningCurve(fractions, values, masks, order, metric_name(metric))

@@ -17,7 +17,7 @@ by how much it missed, and where.
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.tiny_models import save_tiny_gpt2
 >>> from interp_lib.checks import check_batched_loss
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=1)), device="cpu")
 >>> result = check_batched_loss(model, ["The cat sat on the mat.", "A dog."], padding_side="left")
@@ -35,7 +35,10 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
-from interp_lib.inputs import pad_rows, to_tokens
+from interp_lib.generation import generate_with_log_probs
+from interp_lib.inputs import padded_batch, to_tokens
+from interp_lib.logprobs import next_token_log_probs, next_token_loss
+from interp_lib.tiny_models import tiny_neox_config
 
 __all__ = [
     "CheckResult",
@@ -44,9 +47,7 @@ __all__ = [
     "check_generation_score",
     "check_overfit_tiny",
     "correct_step",
-    "generate_with_log_probs",
     "loss_by_slice",
-    "padded_batch",
     "padded_sequence_losses",
     "token_log_probs",
 ]
@@ -120,26 +121,9 @@ def token_log_probs(model: Any, tokens: Int[torch.Tensor, "batch pos"]
                     ) -> Float[torch.Tensor, "batch pred"]:
     """Log-probability of each token given the ones before it: ``[batch, pos - 1]`` (the
     first token, BOS, is not predicted)."""
-    tokens = to_tokens(model, tokens)
+    tokens = to_tokens(model, tokens, name="tokens")
     with torch.no_grad():
-        logits = model(tokens, return_type="logits").float()
-    return logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
-
-
-def padded_batch(model: Any, texts: Sequence[str], padding_side: str = "right",
-                 prepend_bos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(tokens, attention_mask)`` of texts padded to one length on ``padding_side``; BOS
-    first in every row's real tokens (after the padding on the left)."""
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    rows = [model.to_tokens(t, prepend_bos=prepend_bos)[0] for t in texts]
-    width = max(len(r) for r in rows)
-    if width > model.cfg.n_ctx:
-        raise ValueError(f"a text has {width} tokens, more than the context of {model.cfg.n_ctx}")
-    pad = model.tokenizer.pad_token_id
-    pad = model.tokenizer.eos_token_id if pad is None else pad
-    tokens, mask = pad_rows(rows, pad, padding_side)
-    return tokens.to(model.cfg.device), mask.to(model.cfg.device)
+        return next_token_log_probs(model(tokens, return_type="logits"), tokens)
 
 
 def padded_sequence_losses(model: Any, texts: Sequence[str], padding_side: str = "right"
@@ -148,10 +132,8 @@ def padded_sequence_losses(model: Any, texts: Sequence[str], padding_side: str =
     with the attention mask passed to the model and padded targets left out."""
     tokens, mask = padded_batch(model, texts, padding_side)
     with torch.no_grad():
-        logits = model(tokens, attention_mask=mask, return_type="logits").float()
-    nll = -logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
-    targets_real = mask[:, 1:].bool() & mask[:, :-1].bool()
-    return (nll * targets_real).sum(-1).cpu()
+        logits = model(tokens, attention_mask=mask, return_type="logits")
+    return next_token_loss(logits, tokens, mask).sum(-1).cpu()
 
 
 def check_batched_loss(
@@ -179,44 +161,6 @@ def check_batched_loss(
 
 
 # ---------------------------------------------------------------- generation score
-
-
-def generate_with_log_probs(
-    model: Any,
-    prompt: str | Int[torch.Tensor, "1 pos"],
-    max_new_tokens: int = 20,
-    *,
-    greedy: bool = True,
-    temperature: float = 1.0,
-    seed: int = 0,
-) -> tuple[Int[torch.Tensor, "1 pos"], list[float]]:
-    """Decode ``max_new_tokens`` tokens after ``prompt`` (greedy, or sampled with a seeded
-    generator), recording the log-probability the model gave each chosen token (at
-    temperature 1, whatever the sampling temperature). Returns all tokens and those
-    log-probs. A text prompt gets a BOS in front, whatever the model's default."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-            or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    tokens = to_tokens(model, prompt, prepend_bos=True)[:1]
-    if tokens.shape[1] + max_new_tokens > model.cfg.n_ctx:
-        raise ValueError(
-            f"prompt ({tokens.shape[1]} tokens) + {max_new_tokens} new tokens exceed the "
-            f"context of {model.cfg.n_ctx}; ask for fewer tokens")
-    gen = torch.Generator().manual_seed(seed)
-    recorded = []
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            log_probs = model(tokens, return_type="logits")[0, -1].float().log_softmax(-1).cpu()
-            if greedy:
-                choice = int(log_probs.argmax())
-            else:
-                choice = int(torch.multinomial((log_probs / temperature).softmax(-1), 1,
-                                               generator=gen))
-            recorded.append(float(log_probs[choice]))
-            tokens = torch.cat([tokens, torch.tensor([[choice]], device=tokens.device)], 1)
-    return tokens, recorded
 
 
 def check_generation_score(
@@ -264,8 +208,6 @@ def tiny_course_architecture(vocab_size: int, *, d_model: int = 64, n_layers: in
     """A random-init ``GPTNeoXForCausalLM`` with the course model's architecture (partial
     rotary, sequential residual, tied embeddings) at a tiny size, built in memory."""
     from transformers import GPTNeoXForCausalLM
-
-    from interp_lib.testing import tiny_neox_config
 
     torch.manual_seed(seed)
     config = tiny_neox_config(vocab_size, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
@@ -352,15 +294,14 @@ class LossSlices:
 
     def figure(self, slice_name: str, title: str | None = None):
         """A bar chart of the mean loss per value of one slice, with token counts."""
-        import plotly.graph_objects as go
+        from interp_lib.plotting import bar
 
         table = self.by(slice_name)
-        fig = go.Figure(go.Bar(x=table[slice_name].astype(str), y=table["mean_loss"],
-                               text=[f"n={n}" for n in table["tokens"]], textposition="outside"))
-        fig.update_layout(title=title or f"Mean loss by {slice_name.replace('_', ' ')}",
-                          xaxis_title=slice_name.replace("_", " "),
-                          yaxis_title="mean loss (nats)")
-        return fig
+        label = slice_name.replace("_", " ")
+        return bar(table[slice_name].astype(str), table["mean_loss"].to_numpy(),
+                   text=[f"n={n}" for n in table["tokens"]],
+                   title=title or f"Mean loss by {label}", x_title=label,
+                   y_title="mean loss (nats)")
 
     def worst(self, k: int = 10, context: int = 8):
         """The ``k`` tokens with the highest loss, each with ``context`` tokens before it and
@@ -379,7 +320,7 @@ def loss_by_slice(
     context: int = 8,
     batch_size: int = 8,
 ) -> LossSlices:
-    """Every predicted token's loss in ``windows`` (from :func:`interp_lib.text.token_windows`)
+    """Every predicted token's loss in ``windows`` (from :func:`interp_lib.data.token_windows`)
     with its slices: ``frequency`` (how often the token occurs in ``reference_text``; default
     the course's held-out sample text when shipped, else the windows), ``position_bucket``,
     ``repeat`` (first occurrence in its window or a repeat) and, when spaCy is installed
@@ -397,13 +338,13 @@ def loss_by_slice(
     log_probs, guesses = [], []
     with torch.no_grad():
         for chunk in windows.split(batch_size):
-            logits = model(chunk, return_type="logits")[:, :-1].float()
-            log_probs.append(logits.log_softmax(-1).gather(-1, chunk[:, 1:, None])[..., 0].cpu())
-            guesses.append(logits.argmax(-1).cpu())
+            logits = model(chunk, return_type="logits")
+            log_probs.append(next_token_log_probs(logits, chunk).cpu())
+            guesses.append(logits[:, :-1].argmax(-1).cpu())
     log_probs, guesses = torch.cat(log_probs), torch.cat(guesses)
     ids = windows.cpu()
     if reference_text is None:
-        from interp_lib.text import sample_text
+        from interp_lib.data import sample_text
 
         try:
             reference_text = sample_text()

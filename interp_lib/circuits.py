@@ -28,7 +28,7 @@ batches, so memory holds ``batch_size x vocab`` numbers at a time.
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.tiny_models import save_tiny_gpt2
 >>> from interp_lib.circuits import composition_scores, full_ov_circuit, diagonal_accuracy
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> ov = full_ov_circuit(model, "1.0")
@@ -57,7 +57,11 @@ import torch
 from jaxtyping import Float, Int
 from transformer_lens import FactoredMatrix
 
+from interp_lib import validate
+from interp_lib.grid import LabelledGrid
+from interp_lib.hooks import hook_name, only
 from interp_lib.inputs import head_name, head_names, parse_head, to_tokens
+from interp_lib.validate import check_model
 
 __all__ = [
     "EMBEDDINGS",
@@ -66,8 +70,8 @@ __all__ = [
     "CompositionScores",
     "DiagonalAccuracy",
     "composition_baseline",
+    "TokenRepresentations",
     "composition_scores",
-    "composition_scores_loop",
     "token_representations",
     "copying_scores",
     "decompose_attention_scores",
@@ -102,43 +106,74 @@ def _layer_norm(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _after_block0(model: Any, batch_size: int = 2048) -> torch.Tensor:
-    cached = getattr(model, "_interp_after_block0", None)
-    if cached is not None:
-        return cached
+    """The residual stream after block 0 at the token of ``[BOS, token]``, for every token."""
     vocab = model.cfg.d_vocab
     bos = getattr(model.tokenizer, "bos_token_id", None) or 0
-    name = "blocks.0.hook_resid_post"
+    name = hook_name("resid_post", 0)
     rows = []
     for chunk in torch.arange(vocab, device=model.cfg.device).split(batch_size):
         tokens = torch.stack([torch.full_like(chunk, bos), chunk], 1)
-        _, cache = model.run_with_cache(tokens, names_filter=name, stop_at_layer=1)
+        _, cache = model.run_with_cache(tokens, names_filter=only(name), stop_at_layer=1)
         rows.append(cache[name][:, 1].float())
-    result = torch.cat(rows)
-    object.__setattr__(model, "_interp_after_block0", result)
-    return result
+    return torch.cat(rows)
 
 
-def token_representations(model: Any, layer: int, embedding: str = "effective"
-                          ) -> Float[torch.Tensor, "vocab d_model"]:
-    """One row per token: how the token alone looks to the heads of ``layer``.
+@dataclass
+class TokenRepresentations:
+    """How each token looks to the heads of each layer, ``[vocab, d_model]``: ``first`` for
+    heads in layer 0, ``later`` for heads in later layers (the same tensor unless
+    ``kind == "effective"``). Compute it once with :func:`token_representations` and pass it
+    as ``embedding=`` to the circuit functions to reuse it."""
 
-    - ``"raw"``: ``W_E`` as it is (ARENA's and seed 003's convention).
+    kind: str
+    first: Float[torch.Tensor, "vocab d_model"]
+    later: Float[torch.Tensor, "vocab d_model"]
+
+    def at(self, layer: int) -> Float[torch.Tensor, "vocab d_model"]:
+        return self.first if layer == 0 else self.later
+
+
+def token_representations(model: Any, embedding: str = "effective") -> TokenRepresentations:
+    """One row per token: how the token alone looks to the heads of each layer.
+
+    - ``"raw"``: ``W_E`` as it is (ARENA's convention, and the repeated-tokens blog post's).
     - ``"normalized"``: ``W_E`` centred and scaled as a LayerNorm would (the folded weights
       expect that).
     - ``"effective"`` (default): for layer 0 as ``"normalized"``; for later layers the
       residual stream after block 0 at the token's position in ``[BOS, token]``, normalized.
       In models with MLPs, the first block rewrites the embedding a lot (the course model's
       induction head reads its query mostly from the layer-0 MLP, see
-      :func:`decompose_attention_scores`), so the raw embedding is a poor stand-in.
+      :func:`decompose_attention_scores`), so the raw embedding is a poor stand-in. This one
+      costs a forward pass over the vocabulary (in batches): compute it once and reuse it.
     """
-    if embedding not in EMBEDDINGS:
-        raise ValueError(f"embedding must be one of {list(EMBEDDINGS)}, got {embedding!r}")
+    check_model(model)
+    validate.choice(embedding, "embedding", EMBEDDINGS)
     w_e = model.W_E.detach().float()
     if embedding == "raw":
-        return w_e
-    if embedding == "normalized" or layer == 0:
-        return _layer_norm(w_e)
-    return _layer_norm(_after_block0(model))
+        return TokenRepresentations("raw", w_e, w_e)
+    normalized = _layer_norm(w_e)
+    if embedding == "normalized":
+        return TokenRepresentations("normalized", normalized, normalized)
+    return TokenRepresentations("effective", normalized, _layer_norm(_after_block0(model)))
+
+
+#: What the circuit functions take as ``embedding``: a name of :data:`EMBEDDINGS` or
+#: representations computed once with :func:`token_representations`.
+Embedding = str | TokenRepresentations
+
+
+def _representations(model: Any, embedding: Any) -> TokenRepresentations:
+    if isinstance(embedding, TokenRepresentations):
+        if embedding.first.shape != (model.cfg.d_vocab, model.cfg.d_model):
+            raise ValueError(
+                f"embedding holds [{', '.join(map(str, embedding.first.shape))}] rows, this model "
+                f"needs [d_vocab, d_model] = [{model.cfg.d_vocab}, {model.cfg.d_model}]; compute "
+                "them with token_representations(model) for this model")
+        return embedding
+    if not isinstance(embedding, str):
+        raise TypeError("embedding must be 'effective', 'normalized', 'raw' or a "
+                        f"TokenRepresentations, got {type(embedding).__name__}")
+    return token_representations(model, embedding)
 
 
 def _attn_scale(cfg: Any) -> float:
@@ -153,23 +188,18 @@ def _is_rotary(model: Any) -> bool:
 def _rotary_angles(model: Any) -> torch.Tensor:
     """The rotary angle per frequency (``[rotary_dim // 2]``), read from the model's own
     ``hook_cos``/``hook_sin`` at position 1 (so no formula or config field is assumed)."""
-    cached = getattr(model, "_interp_rotary_angles", None)
-    if cached is not None:
-        return cached
     bos = getattr(model.tokenizer, "bos_token_id", None) or 0
     tokens = torch.tensor([[bos, bos]], device=model.cfg.device)
-    names = ("blocks.0.attn.hook_cos", "blocks.0.attn.hook_sin")
+    names = (hook_name("cos", 0), hook_name("sin", 0))
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names,
-                                        stop_at_layer=1)
+        _, cache = model.run_with_cache(tokens, names_filter=only(*names), stop_at_layer=1)
     cos, sin = (cache[n][0, 1].float().cpu() for n in names)
     half = cos.shape[-1] // 2
-    angles = torch.atan2(sin[:half], cos[:half])
-    object.__setattr__(model, "_interp_rotary_angles", angles)
-    return angles
+    return torch.atan2(sin[:half], cos[:half])
 
 
-def rotation_matrix(model: Any, offset: int) -> Float[torch.Tensor, "d_head d_head"]:
+def rotation_matrix(model: Any, offset: int, *, angles: torch.Tensor | None = None
+                    ) -> Float[torch.Tensor, "d_head d_head"]:
     """The ``[d_head, d_head]`` rotation ``A`` that rotary embedding applies to a row vector
     ``offset`` positions along (``x -> x @ A``). A query at ``i`` and a key at ``j`` then score
     ``q . (k @ A)`` with ``offset = j - i``, where a model without rotary scores ``q . k``.
@@ -177,6 +207,7 @@ def rotation_matrix(model: Any, offset: int) -> Float[torch.Tensor, "d_head d_he
 
     Supports GPT-NeoX's "rotate half" layout and GPT-J's adjacent pairs
     (``cfg.rotary_adjacent_pairs``); dimensions past ``rotary_dim`` are not rotated.
+    ``angles`` (from a previous call's model) saves reading them from the model again.
     """
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise TypeError(
@@ -184,7 +215,7 @@ def rotation_matrix(model: Any, offset: int) -> Float[torch.Tensor, "d_head d_he
     d_head = model.cfg.d_head
     if not _is_rotary(model) or offset == 0:
         return torch.eye(d_head)
-    angles = _rotary_angles(model) * offset
+    angles = (_rotary_angles(model) if angles is None else angles) * offset
     half = len(angles)
     if getattr(model.cfg, "rotary_adjacent_pairs", False):
         first, second = torch.arange(0, 2 * half, 2), torch.arange(1, 2 * half, 2)
@@ -217,30 +248,32 @@ def _qk_right(model: Any, layer: int, head: int, offset: int) -> torch.Tensor:
     return rotation_matrix(model, _check_offset(model, offset)).T @ w_k.T
 
 
-def full_ov_circuit(model: Any, head: Any, *, embedding: str = "effective") -> FactoredMatrix:
+def full_ov_circuit(model: Any, head: Any, *, embedding: Embedding = "effective"
+                    ) -> FactoredMatrix:
     """``W_E W_V W_O W_U`` of one head as a ``[vocab, vocab]`` factored matrix: row ``s`` is
     the direct effect on the logits of the head attending to token ``s``. A copying head has a
     large diagonal."""
     layer, index = _head(model, head)
-    w_e = token_representations(model, layer, embedding)
+    w_e = _representations(model, embedding).at(layer)
     left = w_e @ model.W_V[layer, index].detach().float()
     right = model.W_O[layer, index].detach().float() @ model.W_U.detach().float()
     return FactoredMatrix(left, right)
 
 
 def full_qk_circuit(model: Any, head: Any, *, offset: int = 0,
-                    embedding: str = "effective") -> FactoredMatrix:
+                    embedding: Embedding = "effective") -> FactoredMatrix:
     """``W_E W_Q R W_K^T W_E^T`` of one head, ``[query token, key token]``: the attention
     score between two tokens from their embeddings alone, ``offset`` positions apart (rotary
     models; ignored otherwise)."""
     layer, index = _head(model, head)
-    w_e = token_representations(model, layer, embedding)
+    w_e = _representations(model, embedding).at(layer)
     left = w_e @ model.W_Q[layer, index].detach().float()
     return FactoredMatrix(left, _qk_right(model, layer, index, offset) @ w_e.T)
 
 
 def k_composition_circuit(model: Any, previous_head: Any, induction_head: Any, *,
-                          offset: int = 0, embedding: str = "effective") -> FactoredMatrix:
+                          offset: int = 0, embedding: Embedding = "effective"
+                          ) -> FactoredMatrix:
     """The K-composition full circuit ``W_E W_Q^B R (W_E W_V^A W_O^A W_K^B)^T`` of a
     previous-token head A into an induction head B (seed 003), ``[query token, previous token
     of the key]``: how much a query token attends to a key whose *previous* token (moved there
@@ -252,8 +285,8 @@ def k_composition_circuit(model: Any, previous_head: Any, induction_head: Any, *
             f"the previous-token head {head_name(layer_a, index_a)} must be in an earlier layer "
             f"than the induction head {head_name(layer_b, index_b)} to compose with it"
         )
-    query = token_representations(model, layer_b, embedding)
-    key = token_representations(model, layer_a, embedding)
+    reps = _representations(model, embedding)
+    query, key = reps.at(layer_b), reps.at(layer_a)
     left = query @ model.W_Q[layer_b, index_b].detach().float()
     w_v, w_o = (w[layer_a, index_a].detach().float() for w in (model.W_V, model.W_O))
     right = _qk_right(model, layer_b, index_b, offset) @ (key @ w_v @ w_o).T
@@ -334,21 +367,22 @@ def diagonal_accuracy(
 # ---------------------------------------------------------------- copying
 
 
-def copying_scores(model: Any, *, embedding: str = "effective"
-                   ) -> Float[torch.Tensor, "layer head"]:
+def copying_scores(model: Any, *, embedding: Embedding = "effective"
+                   ) -> LabelledGrid:
     """Every head's copying score from the eigenvalues of its full OV circuit:
     ``sum(lambda) / sum(|lambda|)`` (real part), in ``[-1, 1]``; near 1 for a head whose OV
     circuit maps each token to itself (Elhage et al. 2021). Uses the ``d_head`` non-zero
     eigenvalues, from the small ``[d_head, d_head]`` product ``W_O W_U W_E W_V``."""
     w_u = model.W_U.detach().float()
+    reps = _representations(model, embedding)
     small = torch.stack([  # W_O W_U E W_V per head, [layer, head, d_head, d_head]
         torch.einsum("hed,dv,vm,hmf->hef", model.W_O[layer].detach().float(), w_u,
-                     token_representations(model, layer, embedding),
-                     model.W_V[layer].detach().float())
+                     reps.at(layer), model.W_V[layer].detach().float())
         for layer in range(model.cfg.n_layers)
     ])
     eig = torch.linalg.eigvals(small.double())
-    return (eig.sum(-1).real / eig.abs().sum(-1).clamp_min(1e-30)).float()
+    scores = (eig.sum(-1).real / eig.abs().sum(-1).clamp_min(1e-30)).float()
+    return LabelledGrid.layer_head(scores, "copying score (eigenvalues of the OV circuit)")
 
 
 # ---------------------------------------------------------------- composition scores
@@ -513,38 +547,9 @@ def composition_baseline(model: Any, mode: str, *, samples: int = 200,
     return (squared.sqrt() / (norm_a * norm_b)).float()
 
 
-@torch.no_grad()
-def composition_scores_loop(model: Any, mode: str) -> CompositionScores:
-    """The straightforward reference: for each pair, multiply out the two ``[d_model,
-    d_model]`` matrices and take Frobenius norms (ARENA's exercise). Slow; tests and
-    benchmarks."""
-    mode = _check_mode(mode)
-    cfg = model.cfg
-    w_v, w_o = model.W_V.detach().double(), model.W_O.detach().double()
-    w_q, w_k = model.W_Q.detach().double(), model.W_K.detach().double()
-    scores = torch.full((cfg.n_layers, cfg.n_heads, cfg.n_layers, cfg.n_heads), float("nan"))
-    for la in range(cfg.n_layers):
-        for ha in range(cfg.n_heads):
-            w_a = w_v[la, ha] @ w_o[la, ha]
-            for lb in range(la + 1, cfg.n_layers):
-                for hb in range(cfg.n_heads):
-                    if mode == "Q":
-                        w_b = w_q[lb, hb] @ w_k[lb, hb].T
-                    elif mode == "K":
-                        w_b = w_k[lb, hb] @ w_q[lb, hb].T
-                    else:
-                        w_b = w_v[lb, hb] @ w_o[lb, hb]
-                    scores[la, ha, lb, hb] = float(
-                        torch.linalg.matrix_norm(w_a @ w_b)
-                        / (torch.linalg.matrix_norm(w_a) * torch.linalg.matrix_norm(w_b)))
-    return CompositionScores(scores, mode, None, cfg.n_layers, cfg.n_heads)
-
-
 # ---------------------------------------------------------------- attention by position
 
 
-_RESID = "blocks.{}.hook_resid_pre"
-_SCALE = "blocks.{}.ln1.hook_scale"
 
 
 @torch.no_grad()
@@ -573,14 +578,16 @@ def positional_scores(
             or not 1 <= max_offset <= top:
         raise ValueError(f"max_offset must be an int in 1..{top}, got {max_offset!r}")
     tokens = to_tokens(model, inputs)
-    names = (f"blocks.{layer}.attn.hook_q", f"blocks.{layer}.attn.hook_k")
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names,
+    names = (hook_name("q", layer), hook_name("k", layer))
+    _, cache = model.run_with_cache(tokens, names_filter=only(*names),
                                     stop_at_layer=layer + 1)
     q_mean = cache[names[0]][:, :, index].float().mean((0, 1)).cpu()
     k_mean = cache[names[1]][:, :, index].float().mean((0, 1)).cpu()
     scale = _attn_scale(model.cfg)
+    angles = _rotary_angles(model)
     return torch.stack([
-        q_mean @ rotation_matrix(model, -d).T @ k_mean / scale for d in range(max_offset + 1)
+        q_mean @ rotation_matrix(model, -d, angles=angles).T @ k_mean / scale
+        for d in range(max_offset + 1)
     ])
 
 
@@ -662,11 +669,12 @@ def decompose_attention_scores(
     layer, index = _head(model, head)
     tokens = to_tokens(model, inputs)[:1]
     cfg = model.cfg
-    wanted = {"hook_embed", "hook_pos_embed", _SCALE.format(layer), _RESID.format(layer),
-              f"blocks.{layer}.attn.hook_cos", f"blocks.{layer}.attn.hook_sin"}
-    wanted |= {f"blocks.{la}.attn.hook_z" for la in range(layer)}
-    wanted |= {f"blocks.{la}.hook_mlp_out" for la in range(layer)}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in wanted,
+    wanted = {"hook_embed", "hook_pos_embed", hook_name("ln1_scale", layer),
+              hook_name("resid_pre", layer),
+              hook_name("cos", layer), hook_name("sin", layer)}
+    wanted |= {hook_name("z", la) for la in range(layer)}
+    wanted |= {hook_name("mlp_out", la) for la in range(layer)}
+    _, cache = model.run_with_cache(tokens, names_filter=only(*wanted),
                                     stop_at_layer=layer + 1)
     parts, sources = [], []
     embed = cache["hook_embed"][0]
@@ -675,22 +683,22 @@ def decompose_attention_scores(
     parts.append(embed)
     sources.append("embed")
     for la in range(layer):
-        z = cache[f"blocks.{la}.attn.hook_z"][0]                       # [pos, head, d_head]
+        z = cache[hook_name("z", la)][0]                       # [pos, head, d_head]
         per_head = torch.einsum("phe,hed->hpd", z, model.W_O[la])
         parts.extend(per_head)
         sources.extend(head_name(la, h) for h in range(cfg.n_heads))
         parts.append(model.b_O[la].expand_as(embed))
         sources.append(f"{la} attn bias")
-        parts.append(cache[f"blocks.{la}.hook_mlp_out"][0])
+        parts.append(cache[hook_name("mlp_out", la)][0])
         sources.append(f"{la} mlp")
     stack = torch.stack(parts).float()                                  # [source, pos, d_model]
-    resid = cache[_RESID.format(layer)][0].float()
+    resid = cache[hook_name("resid_pre", layer)][0].float()
     if not torch.allclose(stack.sum(0), resid, atol=1e-3 * max(1.0, float(resid.abs().max()))):
         raise RuntimeError(
             "the residual components do not add up to the residual stream for this "
             "architecture (a component this function does not know about); please report it"
         )
-    stack = (stack - stack.mean(-1, keepdim=True)) / cache[_SCALE.format(layer)][0].float()
+    stack = (stack - stack.mean(-1, keepdim=True)) / cache[hook_name("ln1_scale", layer)][0].float()
     q = torch.einsum("spd,de->spe", stack, model.W_Q[layer, index].float())
     k = torch.einsum("spd,de->spe", stack, model.W_K[layer, index].float())
     zeros = torch.zeros_like(q[:1])
@@ -698,8 +706,8 @@ def decompose_attention_scores(
     k = torch.cat([k, zeros + model.b_K[layer, index].float()])
     sources = [*sources, "bias"]
     if _is_rotary(model):
-        cos = cache[f"blocks.{layer}.attn.hook_cos"][0].float()
-        sin = cache[f"blocks.{layer}.attn.hook_sin"][0].float()
+        cos = cache[hook_name("cos", layer)][0].float()
+        sin = cache[hook_name("sin", layer)][0].float()
         adjacent = bool(getattr(cfg, "rotary_adjacent_pairs", False))
         q, k = _rotate(q, cos, sin, adjacent), _rotate(k, cos, sin, adjacent)
     terms = torch.einsum("spe,tqe->stpq", q, k) / _attn_scale(cfg)

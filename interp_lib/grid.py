@@ -49,6 +49,17 @@ class LabelledGrid:
                 f"of shape {tuple(self.values.shape)}"
             )
 
+    @classmethod
+    def layer_head(cls, values: Float[torch.Tensor, "layer head"], what: str,
+                   baseline: float | None = None, reference: float | None = None
+                   ) -> LabelledGrid:
+        """A ``[layer, head]`` grid: rows ``"0".."L-1"``, columns ``"0".."H-1"``, so that
+        :meth:`names` gives ``"L.H"`` head names."""
+        n_layers, n_heads = values.shape
+        return cls(values, [str(la) for la in range(n_layers)], [str(h) for h in range(n_heads)],
+                   row_title="layer", col_title="head", what=what, baseline=baseline,
+                   reference=reference)
+
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.values.shape)

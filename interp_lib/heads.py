@@ -32,8 +32,9 @@ the first and may be diffuse by the second.
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
->>> from interp_lib.heads import head_scores, repeated_tokens
+>>> from interp_lib.tiny_models import save_tiny_gpt2
+>>> from interp_lib.data import repeated_tokens
+>>> from interp_lib.heads import head_scores
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> tokens = repeated_tokens(model, n=10, batch=4, seed=0)
 >>> tokens.shape
@@ -47,8 +48,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,19 +56,21 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
+from interp_lib import validate
+from interp_lib.data import repeat_period
+from interp_lib.hooks import hook_name, only, zero_ablation
 from interp_lib.inputs import head_name, head_names, parse_heads, to_tokens
+from interp_lib.logprobs import next_token_log_probs
 
 __all__ = [
     "SCORE_KINDS",
+    "SHARE_KINDS",
     "HeadScores",
     "RepeatPerformance",
     "attention_view",
     "head_patterns",
     "head_scores",
-    "head_scores_loop",
     "repeat_performance",
-    "repeated_tokens",
-    "zero_ablation",
 ]
 
 #: The attention-share scores, each in [0, 1].
@@ -78,64 +80,9 @@ SHARE_KINDS: tuple[str, ...] = (
 #: Everything :func:`head_scores` returns: the shares plus two entropies (nats).
 SCORE_KINDS: tuple[str, ...] = (*SHARE_KINDS, "entropy", "entropy_no_first")
 
-_PATTERN = "blocks.{}.attn.hook_pattern"
-_Z = "blocks.{}.attn.hook_z"
 
 
 # ---------------------------------------------------------------- repeated random tokens
-
-
-def _bos_id(model: Any) -> int:
-    tokenizer = getattr(model, "tokenizer", None)
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is None:
-        raise ValueError(
-            "the model's tokenizer has no BOS token; repeated_tokens needs one to start each "
-            "sequence (pass your own token tensor to the scoring functions instead)"
-        )
-    return int(bos)
-
-
-def repeated_tokens(
-    model: Any, n: int = 50, batch: int = 8, seed: int = 0
-) -> Int[torch.Tensor, "batch seq"]:
-    """``batch`` sequences of BOS + ``n`` random tokens + the same ``n`` tokens again.
-
-    Tokens are drawn uniformly from the tokenizer's vocabulary, leaving out special tokens,
-    with a ``torch.Generator`` seeded by ``seed`` (same seed, same tokens, on any device).
-    The result has ``2 * n + 1`` positions and lives on the model's device.
-    """
-    for value, what in ((n, "n"), (batch, "batch")):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{what} must be at least 1, got {value}")
-    if 2 * n + 1 > model.cfg.n_ctx:
-        raise ValueError(
-            f"2 * n + 1 = {2 * n + 1} tokens exceed the model's context of {model.cfg.n_ctx}; "
-            f"use n <= {(model.cfg.n_ctx - 1) // 2}"
-        )
-    bos = _bos_id(model)
-    size = min(model.cfg.d_vocab, len(model.tokenizer))
-    allowed = torch.ones(size, dtype=torch.bool)
-    special = [i for i in model.tokenizer.all_special_ids if i is not None and 0 <= i < size]
-    allowed[special + [bos]] = False
-    candidates = allowed.nonzero()[:, 0]
-    gen = torch.Generator().manual_seed(seed)
-    half = candidates[torch.randint(len(candidates), (batch, n), generator=gen)]
-    tokens = torch.cat([torch.full((batch, 1), bos), half, half], dim=1)
-    return tokens.to(model.cfg.device)
-
-
-def _repeat_period(tokens: torch.Tensor) -> int:
-    length = tokens.shape[1]
-    n = (length - 1) // 2
-    if length < 3 or length % 2 == 0 or not torch.equal(tokens[:, 1: n + 1], tokens[:, n + 1:]):
-        raise ValueError(
-            "tokens are not BOS + n tokens + the same n tokens (shape "
-            f"{tuple(tokens.shape)}); make them with repeated_tokens(model, n, batch)"
-        )
-    return n
 
 
 @dataclass
@@ -204,44 +151,13 @@ class RepeatPerformance:
 
     def figure(self, title: str | None = None):
         """Loss per predicted token (mean over the batch), with the halves marked."""
-        import plotly.graph_objects as go
+        from interp_lib.plotting import line
 
         frame = self.to_frame()
-        fig = go.Figure(go.Scatter(x=frame["position"], y=frame["loss"], mode="lines",
-                                   name="loss",
-                                   hovertemplate="token %{x}: %{y:.3f} nats<extra></extra>"))
-        fig.add_vline(x=self.n + 0.5, line_dash="dash",
-                      annotation_text="second copy starts", annotation_position="top right")
-        fig.update_layout(title=title or "Loss per token on repeated random tokens",
-                          xaxis_title="position of the predicted token",
-                          yaxis_title="loss (nats)")
-        return fig
-
-
-@contextmanager
-def zero_ablation(model: Any, heads: Sequence[Any] | str | None) -> Iterator[list[str]]:
-    """A context in which the given heads' outputs (``hook_z``) are zero; yields their names.
-
-    The hooks are removed on exit, also when the body raises. ``None`` or ``[]``: no change.
-    """
-    if not heads:
-        yield []
-        return
-    pairs = parse_heads(heads, model.cfg)
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in pairs:
-        by_layer.setdefault(layer, []).append(head)
-
-    def make_hook(indices: list[int]) -> Callable:
-        def hook(z, hook=None):
-            z = z.clone()
-            z[:, :, indices] = 0.0
-            return z
-        return hook
-
-    fwd_hooks = [(_Z.format(layer), make_hook(idx)) for layer, idx in sorted(by_layer.items())]
-    with model.hooks(fwd_hooks=fwd_hooks):
-        yield [head_name(layer, head) for layer, head in pairs]
+        return line(frame["position"], {"loss": frame["loss"].to_numpy()},
+                    title=title or "Loss per token on repeated random tokens",
+                    x_title="position of the predicted token", y_title="loss (nats)",
+                    vlines={self.n + 0.5: "second copy starts"})
 
 
 @torch.no_grad()
@@ -257,15 +173,15 @@ def repeat_performance(
 
     Runs in chunks of ``batch_size`` sequences; only log-probs of the true tokens are kept.
     """
-    tokens = to_tokens(model, tokens)
-    n = _repeat_period(tokens)
+    tokens = to_tokens(model, tokens, name="tokens")
+    n = repeat_period(tokens)
+    batch_size = validate.positive_int(batch_size, "batch_size")
     log_probs, correct = [], []
     with zero_ablation(model, ablate) as names:
         for chunk in tokens.split(batch_size):
-            logits = model(chunk, return_type="logits")[:, :-1].float()
-            target = chunk[:, 1:]
-            log_probs.append(logits.log_softmax(-1).gather(-1, target[..., None])[..., 0].cpu())
-            correct.append((logits.argmax(-1) == target).cpu())
+            logits = model(chunk, return_type="logits")
+            log_probs.append(next_token_log_probs(logits, chunk).cpu())
+            correct.append((logits[:, :-1].argmax(-1) == chunk[:, 1:]).cpu())
     return RepeatPerformance(torch.cat(log_probs), torch.cat(correct), n, names)
 
 
@@ -447,62 +363,10 @@ def head_scores(
         def hook(pattern, hook, masks=masks):
             acc.add(hook.layer(), pattern, masks)
 
-        hooks = [(_PATTERN.format(layer), hook) for layer in range(cfg.n_layers)]
+        hooks = [(hook_name("pattern", layer), hook) for layer in range(cfg.n_layers)]
         model.run_with_hooks(chunk, fwd_hooks=hooks, return_type=None,
                              stop_at_layer=cfg.n_layers)
     return acc.result(tokens.numel(), cfg.n_layers, cfg.n_heads)
-
-
-@torch.no_grad()
-def head_scores_loop(
-    model: Any,
-    inputs: str | Sequence[str] | Int[torch.Tensor, "batch seq"],
-    *,
-    kinds: Sequence[str] | None = None,
-) -> HeadScores:
-    """The straightforward reference, written independently of :func:`head_scores`: one
-    forward pass per sequence and per head, caching that layer's pattern and scoring the one
-    head query by query (ARENA/seed style). Slow; for tests and benchmarks.
-    """
-    tokens = to_tokens(model, inputs)
-    kinds = _check_kinds(kinds)
-    cfg = model.cfg
-    sums = {kind: torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64) for kind in kinds}
-    counts = dict.fromkeys(kinds, 0)
-    for row in tokens:
-        toks = row.tolist()
-        seq = len(toks)
-        # the keys each share score counts, query by query
-        keys = {kind: [[] for _ in range(seq)] for kind in SHARE_KINDS}
-        for q in range(1, seq):
-            keys["previous_token"][q] = [q - 1]
-            keys["current_token"][q] = [q]
-            keys["first_token"][q] = [0]
-            keys["duplicate_token"][q] = [k for k in range(q) if toks[k] == toks[q]]
-            keys["induction"][q] = [k for k in range(1, q + 1) if toks[k - 1] == toks[q]]
-        for layer in range(cfg.n_layers):
-            for head in range(cfg.n_heads):
-                name = _PATTERN.format(layer)
-                _, cache = model.run_with_cache(row[None], names_filter=name)
-                p = cache[name][0, head].double().cpu()
-                for kind in kinds:
-                    if kind in SHARE_KINDS:
-                        values = [p[q, keys[kind][q]].sum() for q in range(seq) if keys[kind][q]]
-                    elif kind == "entropy":
-                        values = [-(p[q, : q + 1] * p[q, : q + 1].clamp_min(1e-30).log()).sum()
-                                  for q in range(1, seq)]
-                    else:
-                        values = []
-                        for q in range(2, seq):
-                            r = p[q, 1: q + 1] / p[q, 1: q + 1].sum()
-                            values.append(-(r * r.clamp_min(1e-30).log()).sum())
-                    sums[kind][layer, head] += float(sum(values))
-                    if layer == 0 and head == 0:
-                        counts[kind] += len(values)
-    scores = {kind: (sums[kind] / counts[kind]).float() if counts[kind]
-              else torch.full((cfg.n_layers, cfg.n_heads), float("nan")) for kind in kinds}
-    return HeadScores(scores, {k: v.float() for k, v in sums.items()}, counts, tokens.numel(),
-                      cfg.n_layers, cfg.n_heads)
 
 
 # ---------------------------------------------------------------- looking at heads
@@ -518,9 +382,9 @@ def head_patterns(
     caching only the layers those heads are in."""
     tokens = to_tokens(model, inputs)[:1]
     pairs = parse_heads(heads, model.cfg)
-    names = sorted({_PATTERN.format(layer) for layer, _ in pairs})
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
-    return torch.stack([cache[_PATTERN.format(layer)][0, head] for layer, head in pairs]).cpu()
+    names = sorted({hook_name("pattern", layer) for layer, _ in pairs})
+    _, cache = model.run_with_cache(tokens, names_filter=only(*names))
+    return torch.stack([cache[hook_name("pattern", layer)][0, head] for layer, head in pairs]).cpu()
 
 
 def attention_view(

@@ -24,11 +24,16 @@ from typing import Any
 import torch
 from jaxtyping import Int
 
+from interp_lib import validate
+from interp_lib.validate import check_model
+
 __all__ = [
     "check_layer",
     "head_name",
     "head_names",
+    "pad_id",
     "pad_rows",
+    "padded_batch",
     "parse_head",
     "parse_heads",
     "to_tokens",
@@ -105,14 +110,20 @@ def to_tokens(
     inputs: str | Sequence[str] | torch.Tensor,
     *,
     prepend_bos: bool | None = None,
+    name: str = "inputs",
 ) -> Tokens:
     """A ``[batch, pos]`` token tensor on the model's device from text, texts or tokens.
 
     Texts of different lengths are refused rather than silently padded (padding changes what a
-    head attends to); give token tensors, or texts that tokenize to the same length. Sequences
-    longer than the model's context are refused.
+    head attends to); give token tensors, texts that tokenize to the same length, or use
+    :func:`padded_batch`. Sequences longer than the model's context are refused, never cut:
+    split a long text with :func:`interp_lib.data.token_windows` if windows are what you want.
+    ``name`` is the argument's name in error messages.
     """
+    check_model(model)
     cfg = model.cfg
+    if prepend_bos is not None and not isinstance(prepend_bos, bool):
+        raise TypeError(f"prepend_bos must be True, False or None, got {prepend_bos!r}")
     if isinstance(inputs, str):
         inputs = [inputs]
     if isinstance(inputs, torch.Tensor):
@@ -120,41 +131,98 @@ def to_tokens(
         if tokens.ndim == 1:
             tokens = tokens[None]
         if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
-        if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"tokens must be an integer tensor, got {tokens.dtype}")
+            raise ValueError(f"{name}: tokens must be [batch, pos], got shape "
+                             f"{list(tokens.shape)}")
+        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+            raise TypeError(f"{name}: token ids must be an integer tensor, got {tokens.dtype}")
         tokens = tokens.long()
         if tokens.numel() and (tokens.min() < 0 or tokens.max() >= cfg.d_vocab):
             raise ValueError(
-                f"token ids must lie in 0..{cfg.d_vocab - 1} (the model's vocabulary); got "
-                f"{int(tokens.min())}..{int(tokens.max())}"
+                f"{name}: token ids must lie in 0..{cfg.d_vocab - 1} (the model's vocabulary); "
+                f"got {int(tokens.min())}..{int(tokens.max())}"
             )
-    elif isinstance(inputs, Sequence) and all(isinstance(t, str) for t in inputs):
-        if not inputs:
-            raise ValueError("no texts given: pass a string or a non-empty list of strings")
-        if any(not t for t in inputs):
-            raise ValueError("an input text is empty; give at least one character per text")
-        rows = [model.to_tokens(t, prepend_bos=prepend_bos)[0] for t in inputs]
+    elif isinstance(inputs, Sequence):
+        texts = validate.texts(inputs, name)
+        rows = [_encode(model, t, prepend_bos) for t in texts]
         lengths = sorted({len(r) for r in rows})
+        longest = lengths[-1]
+        if longest > cfg.n_ctx:
+            raise ValueError(
+                f"{name}: a text is {longest} tokens long, more than the model's context of "
+                f"{cfg.n_ctx}; nothing was cut. Shorten it, or split it into windows with "
+                "interp_lib.data.token_windows(model, text, n_windows, length)")
         if len(lengths) > 1:
             raise ValueError(
-                f"the texts tokenize to different lengths {lengths}; pass them one at a time or "
-                "as an equal-length token tensor (padding would change the attention patterns)"
+                f"{name}: the texts tokenize to different lengths {lengths}; pass them one at a "
+                "time, as an equal-length token tensor, or as a padded batch "
+                "(interp_lib.inputs.padded_batch; padding changes what heads attend to)"
             )
         tokens = torch.stack(rows)
     else:
         raise TypeError(
-            "inputs must be a string, a list of strings or a [batch, pos] token tensor, got "
+            f"{name} must be a string, a list of strings or a [batch, pos] token tensor, got "
             f"{type(inputs).__name__}"
         )
     if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(f"the token batch is empty (shape {tuple(tokens.shape)})")
+        raise ValueError(f"{name}: the token batch is empty (shape {list(tokens.shape)})")
     if tokens.shape[1] > cfg.n_ctx:
         raise ValueError(
-            f"sequence length {tokens.shape[1]} exceeds the model's context of {cfg.n_ctx} "
-            "tokens; shorten the text or split it into windows"
+            f"{name}: sequence length {tokens.shape[1]} exceeds the model's context of "
+            f"{cfg.n_ctx} tokens; shorten it or split it into windows "
+            "(interp_lib.data.token_windows)"
         )
     return tokens.to(cfg.device)
+
+
+def _encode(model: Any, text: str, prepend_bos: bool | None) -> torch.Tensor:
+    """One text's tokens, never truncated (TransformerLens truncates to the context by
+    default)."""
+    return model.to_tokens(text, prepend_bos=prepend_bos, truncate=False)[0]
+
+
+def pad_id(model: Any) -> int:
+    """The one id padded positions hold: the tokenizer's pad token, else its EOS token
+    (GPT-2 and the course model have no pad token; EOS is BOS there). Padded positions are
+    masked out, so the id only has to be a valid token."""
+    tokenizer = model.tokenizer
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None \
+            else tokenizer.bos_token_id
+    if pad is None:
+        raise ValueError("the model's tokenizer has no pad, EOS or BOS token to pad with")
+    return int(pad)
+
+
+def padded_batch(
+    model: Any,
+    texts: Sequence[str] | Sequence[Sequence[int]] | Sequence[torch.Tensor],
+    padding_side: str = "right",
+    *,
+    prepend_bos: bool = True,
+    name: str = "texts",
+) -> tuple[Tokens, Int[torch.Tensor, "batch pos"]]:
+    """``(tokens, attention_mask)`` of texts (or token rows) of different lengths as one batch,
+    on the model's device. Texts get BOS first (``prepend_bos``), whatever the model's default;
+    token rows are taken as they are. Padding uses :func:`pad_id` on ``padding_side``; the
+    mask is 1 on real tokens. Refuses a row longer than the model's context."""
+    check_model(model)
+    validate.choice(padding_side, "padding_side", ("left", "right"))
+    if isinstance(texts, str):
+        validate.texts(texts, name)  # raises: a single string, not a list
+    items = list(texts)
+    if not items:
+        raise ValueError(f"{name} is empty: give at least one text")
+    if all(isinstance(t, str) for t in items):
+        rows = [_encode(model, t, prepend_bos) for t in validate.texts(items, name)]
+    else:
+        rows = [to_tokens(model, torch.as_tensor(r), name=name)[0] for r in items]
+    width = max(len(r) for r in rows)
+    if width > model.cfg.n_ctx:
+        raise ValueError(f"{name}: a text has {width} tokens, more than the model's context of "
+                         f"{model.cfg.n_ctx}; nothing was cut: shorten it")
+    tokens, mask = pad_rows(rows, pad_id(model), padding_side)
+    return tokens.to(model.cfg.device), mask.to(model.cfg.device)
 
 
 def pad_rows(

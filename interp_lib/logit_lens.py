@@ -34,7 +34,7 @@ sequences without ever holding ``[sites, batch, pos, d_vocab]``.
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.tiny_models import save_tiny_gpt2
 >>> from interp_lib.logit_lens import logit_lens
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> lens = logit_lens(model, "The cat sat on the mat")
@@ -55,6 +55,7 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float, Int
 
+from interp_lib.hooks import hook_name, only
 from interp_lib.inputs import to_tokens
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
     "LensDataset",
     "LensResult",
     "lens_dataset",
-    "lens_dataset_naive",
     "logit_lens",
     "site_names",
 ]
@@ -105,10 +105,10 @@ def site_names(n_layers: int, include_mid: bool = False) -> list[str]:
 def _hook_names(n_layers: int, include_mid: bool) -> list[str]:
     names = []
     for layer in range(n_layers):
-        names.append(f"blocks.{layer}.hook_resid_pre")
+        names.append(hook_name("resid_pre", layer))
         if include_mid:
-            names.append(f"blocks.{layer}.hook_resid_mid")
-    names.append(f"blocks.{n_layers - 1}.hook_resid_post")
+            names.append(hook_name("resid_mid", layer))
+    names.append(hook_name("resid_post", n_layers - 1))
     return names
 
 
@@ -200,7 +200,7 @@ def _check_common(model: Any, decoder: str, chunk_size: int, top_k: int) -> None
 def _residuals(model: Any, tokens: torch.Tensor, include_mid: bool):
     """(final log-probs ``[b, pos, vocab]``, residual stack ``[site, b, pos, d_model]``)."""
     names = _hook_names(model.cfg.n_layers, include_mid)
-    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    logits, cache = model.run_with_cache(tokens, names_filter=only(*names))
     stack = torch.stack([cache[name] for name in names])
     return logits, stack
 
@@ -453,37 +453,4 @@ def lens_dataset(
         agreement_with_final=(sums["agree"] / count).float(),
         mean_entropy=(sums["entropy"] / count).float(),
         first_stable=first_counts,
-    )
-
-
-@torch.no_grad()
-def lens_dataset_naive(
-    model: Any, tokens: Int[torch.Tensor, "batch pos"], *, decoder: Decoder = "standard"
-) -> LensDataset:
-    """The straightforward version for tests and benchmarks: cache everything, decode every
-    site over the full vocabulary at once (``[sites, batch, pos, d_vocab]`` in memory)."""
-    tokens = to_tokens(model, tokens)
-    logits, cache = model.run_with_cache(tokens)
-    names = _hook_names(model.cfg.n_layers, False)
-    stack = torch.stack([cache[n] for n in names])[:, :, :-1]
-    if decoder == "standard":
-        x = stack - stack.mean(-1, keepdim=True)
-        x = x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
-        all_logits = x @ model.W_U + model.b_U
-    else:
-        all_logits = _decode_logits(model, stack, decoder)
-    lp = all_logits.float().log_softmax(-1)                 # [site, b, pos-1, vocab]
-    f = logits[:, :-1].float().log_softmax(-1)               # [b, pos-1, vocab]
-    nxt = tokens[:, 1:]
-    n_sites = lp.shape[0]
-    agree = (lp.argmax(-1) == f.argmax(-1)[None]).reshape(n_sites, -1)
-    return LensDataset(
-        sites=site_names(model.cfg.n_layers), decoder=decoder,
-        n_sequences=int(tokens.shape[0]), n_positions=int(nxt.numel()),
-        mean_kl_to_final=(f.exp()[None] * (f[None] - lp)).sum(-1).mean((1, 2)).cpu(),
-        mean_loss=(-lp.gather(-1, nxt[None, ..., None].expand(n_sites, -1, -1, 1))
-                   ).mean((1, 2, 3)).cpu(),
-        agreement_with_final=agree.float().mean(-1).cpu(),
-        mean_entropy=(-(lp.exp() * lp).sum(-1)).mean((1, 2)).cpu(),
-        first_stable=torch.bincount(_first_stable(agree).cpu(), minlength=n_sites + 1),
     )

@@ -28,7 +28,10 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-__all__ = ["Metric", "answer_prob_metric", "check_metric", "logit_diff_metric", "loss_metric"]
+from interp_lib.logprobs import log_probs_of
+
+__all__ = ["Metric", "answer_prob_metric", "check_metric", "logit_diff_metric", "loss_metric",
+           "metric_name"]
 
 #: ``metric(logits [batch, pos, vocab], tokens [batch, pos]) -> [batch]``.
 Metric = Callable[[Float[torch.Tensor, "batch pos vocab"], Int[torch.Tensor, "batch pos"]],
@@ -45,6 +48,11 @@ def check_metric(metric: Any, default: Metric | None = None) -> Metric:
             f"interp_lib.metrics.loss_metric(); got {type(metric).__name__}"
         )
     return metric
+
+
+def metric_name(metric: Metric) -> str:
+    """A metric's readable name (its ``__name__``), for labels and titles."""
+    return getattr(metric, "__name__", "metric")
 
 
 def _ids(value: Any, what: str) -> torch.Tensor:
@@ -89,9 +97,7 @@ def loss_metric(start: int = 1, stop: int | None = None) -> Metric:
             raise ValueError(
                 f"loss span {start}..{end - 1} is empty or outside the {tokens.shape[1]} positions"
             )
-        log_probs = logits[:, start - 1: end - 1].float().log_softmax(-1)
-        target = tokens[:, start:end]
-        return -log_probs.gather(-1, target[..., None])[..., 0].mean(-1)
+        return -log_probs_of(logits[:, start - 1: end - 1], tokens[:, start:end]).mean(-1)
 
     metric.__name__ = f"loss over positions {start}..{'end' if stop is None else stop - 1}"
     return metric

@@ -3,7 +3,10 @@
 :func:`load_model` returns a TransformerLens 4 ``TransformerBridge`` in eval mode with
 compatibility mode on, so the familiar hook names (``blocks.0.hook_resid_pre``,
 ``blocks.0.attn.hook_pattern``...) and HookedTransformer-style weights (LayerNorm folded,
-writing weights centred) are what every analysis sees.
+writing weights centred) are what every analysis sees. Value biases are *not* folded into the
+attention output bias (TransformerLens's default folds them): each head keeps its own value
+bias, so a head's ``hook_z`` and ``hook_result`` are its whole output and zero-ablating
+``hook_z`` removes the head completely.
 
 Names it accepts:
 
@@ -22,7 +25,7 @@ probed once, with a bounded wait) instead of retrying for half a minute.
 Example (offline-safe: builds a tiny random-init model in a temporary directory)::
 
     >>> import tempfile
-    >>> from interp_lib.testing import save_tiny_gpt2
+    >>> from interp_lib.tiny_models import save_tiny_gpt2
     >>> from interp_lib import load_model
     >>> path = save_tiny_gpt2(tempfile.mkdtemp())
     >>> model = load_model(str(path))
@@ -133,12 +136,41 @@ def _not_available(name: str, why: str) -> ModelNotAvailableError:
         f"load_model('{COURSE_MODEL_NAME}') works offline"
         if course_model_available()
         else "the course model is not shipped in this version of interp_lib; "
-        "`python -m interp_lib.testing DIR` writes a tiny random-init model you can point to"
+        "`python -m interp_lib.tiny_models DIR` writes a tiny random-init model you can point to"
     )
     return ModelNotAvailableError(
         f"Cannot load {name!r}: {why}. Offline, {course}; or set {ENV_VAR} to a local "
         f"Hugging Face model directory (or to '{COURSE_MODEL_NAME}') and call load_model()."
     )
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name meant as a folder, not a Hub id: it starts like a path, has more than one
+    ``/``, or its first part is a folder that exists here (``data/my_model``)."""
+    if name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name:
+        return True
+    first = name.split("/", 1)[0]
+    return "/" in name and Path(first).expanduser().is_dir()
+
+
+def _check_model_dir(path: Path) -> None:
+    """A local folder must hold a readable config.json and weights."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise ValueError(
+            f"{str(path)!r} is a directory but not a Hugging Face model directory: it has no "
+            "config.json. Save one with model.save_pretrained(dir) and "
+            "tokenizer.save_pretrained(dir)."
+        )
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(config)!r} is not valid JSON ({err}); re-save the model with "
+                         "model.save_pretrained(dir)") from None
+    if not any((path / f).is_file() for f in _WEIGHT_FILES):
+        raise ValueError(
+            f"{str(path)!r} has a config.json but no weights (one of {', '.join(_WEIGHT_FILES)}); "
+            "save them with model.save_pretrained(dir)")
 
 
 def _resolve_named(name: str) -> ModelChoice:
@@ -156,13 +188,12 @@ def _resolve_named(name: str) -> ModelChoice:
         return ModelChoice(COURSE_MODEL_NAME, str(course_model_dir()), "course", "shipped")
     path = Path(stripped).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(
-                f"{str(path)!r} is a directory but not a Hugging Face model directory: it has no "
-                "config.json. Save one with model.save_pretrained(dir) and "
-                "tokenizer.save_pretrained(dir)."
-            )
+        _check_model_dir(path)
         return ModelChoice(str(path), str(path.resolve()), "local", "local directory")
+    if _looks_like_path(stripped):
+        raise ValueError(
+            f"{stripped!r} looks like a local folder, but there is no such directory (from "
+            f"{Path.cwd()}); check the path. Accepted: {ACCEPTED}.")
     repo_id = ALIASES.get(stripped, stripped)
     if not _HUB_ID.match(repo_id):
         raise ValueError(f"Unknown model name {name!r}. Accepted: {ACCEPTED}.")
@@ -286,12 +317,22 @@ def load_model(
     from transformer_lens.model_bridge import TransformerBridge
 
     with _quiet_transformers():
-        bridge = TransformerBridge.boot_transformers(
-            choice.source, device=torch_device, dtype=torch_dtype
-        )
-    bridge.enable_compatibility_mode()
+        try:
+            bridge = TransformerBridge.boot_transformers(
+                choice.source, device=torch_device, dtype=torch_dtype
+            )
+        except (OSError, ValueError, KeyError) as err:
+            if choice.kind == "hub":
+                raise
+            raise ValueError(f"could not load the model folder {choice.source!r}: "
+                             f"{type(err).__name__}: {str(err)[:300]}") from err
+    # fold_value_biases=False: each head keeps its value bias, so zeroing a head's hook_z
+    # removes its whole output (with folding, b_V W_O would stay behind in the shared b_O)
+    bridge.enable_compatibility_mode(fold_value_biases=False, disable_warnings=True)
     bridge.eval()
     _apply_settings(bridge, choice)
+    # the course's name for the model, not a path on this machine
+    bridge.cfg.model_name = (Path(choice.name).name if choice.kind == "local" else choice.name)
     return bridge
 
 

@@ -21,8 +21,8 @@ whole forwards on stacked batches instead.
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
->>> from interp_lib.heads import repeated_tokens
+>>> from interp_lib.tiny_models import save_tiny_gpt2
+>>> from interp_lib.data import repeated_tokens
 >>> from interp_lib.patching import mlp_position_patching
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> grid = mlp_position_patching(model, repeated_tokens(model, n=5, batch=2))
@@ -40,10 +40,12 @@ from typing import Any
 import torch
 from jaxtyping import Int
 
+from interp_lib.data import repeat_period
 from interp_lib.grid import LabelledGrid
-from interp_lib.heads import _repeat_period
+from interp_lib.hooks import SITES, hook_name, only
 from interp_lib.inputs import check_layer, to_tokens
 from interp_lib.metrics import Metric, answer_prob_metric, check_metric, loss_metric
+from interp_lib.validate import check_model
 
 __all__ = [
     "PATCH_KINDS",
@@ -51,20 +53,14 @@ __all__ = [
     "CausalTrace",
     "activation_patching",
     "causal_trace",
+    "mlp_grid",
     "mlp_position_patching",
-    "mlp_position_patching_loop",
+    "mlp_setup",
     "subject_positions",
 ]
 
-_MLP = "blocks.{}.hook_mlp_out"
-
 #: Where :func:`causal_trace` can restore clean activations.
-TRACE_SITES = {
-    "resid_pre": "blocks.{}.hook_resid_pre",
-    "resid_post": "blocks.{}.hook_resid_post",
-    "attn_out": "blocks.{}.hook_attn_out",
-    "mlp_out": "blocks.{}.hook_mlp_out",
-}
+TRACE_SITES = {site: SITES[site] for site in ("resid_pre", "resid_post", "attn_out", "mlp_out")}
 
 
 def _check_rows(max_rows: int) -> None:
@@ -84,15 +80,19 @@ def _layers(model: Any, layers: Any) -> list[int]:
 # ---------------------------------------------------------------- MLP position patching
 
 
-def _mlp_setup(model: Any, tokens: Any, metric: Any):
-    tokens = to_tokens(model, tokens)
-    n = _repeat_period(tokens)
+def mlp_setup(model: Any, tokens: Any, metric: Any):
+    """The checked inputs of an MLP position sweep: tokens, the period ``n`` and the metric
+    (default: the mean loss on the second half)."""
+    check_model(model)
+    tokens = to_tokens(model, tokens, name="tokens")
+    n = repeat_period(tokens)
     metric = check_metric(metric, loss_metric(n + 1))
     return tokens, n, metric
 
 
-def _mlp_grid(values: torch.Tensor, layers: list[int], n: int, metric: Metric,
+def mlp_grid(values: torch.Tensor, layers: list[int], n: int, metric: Metric,
               clean: float) -> LabelledGrid:
+    """The ``[layer, position]`` grid of an MLP position sweep, labelled."""
     return LabelledGrid(values, [str(la) for la in layers],
                         [str(p) for p in range(n + 1, 2 * n + 1)], row_title="layer",
                         col_title="position",
@@ -116,19 +116,19 @@ def mlp_position_patching(
     ``tokens`` must be BOS + n tokens + the same n (see :func:`interp_lib.heads.repeated_tokens`).
     ``max_rows`` bounds the rows of one forward (copies x batch).
     """
-    tokens, n, metric = _mlp_setup(model, tokens, metric)
+    tokens, n, metric = mlp_setup(model, tokens, metric)
     _check_rows(max_rows)
     layers = _layers(model, layers)
     batch = tokens.shape[0]
     logits, cache = model.run_with_cache(
-        tokens, names_filter=lambda name: name in {_MLP.format(la) for la in layers})
+        tokens, names_filter=only(*(hook_name("mlp_out", la) for la in layers)))
     clean = metric(logits, tokens).float().mean().item()
     del logits
     positions = torch.arange(n + 1, 2 * n + 1)
     values = torch.empty(len(layers), n)
     per_forward = max(1, max_rows // batch)
     for row, layer in enumerate(layers):
-        mlp = cache[_MLP.format(layer)]
+        mlp = cache[hook_name("mlp_out", layer)]
         for start in range(0, n, per_forward):
             pos = positions[start: start + per_forward]
             copies = len(pos)
@@ -140,37 +140,10 @@ def mlp_position_patching(
                 return out
 
             stacked = tokens.repeat(copies, 1)
-            with model.hooks(fwd_hooks=[(_MLP.format(layer), hook)]):
+            with model.hooks(fwd_hooks=[(hook_name("mlp_out", layer), hook)]):
                 patched = metric(model(stacked), stacked).float().view(copies, batch).mean(1)
             values[row, start: start + copies] = patched.cpu() - clean
-    return _mlp_grid(values, layers, n, metric, clean)
-
-
-@torch.no_grad()
-def mlp_position_patching_loop(
-    model: Any,
-    tokens: Int[torch.Tensor, "batch pos"],
-    metric: Metric | None = None,
-    *,
-    layers: list[int] | None = None,
-) -> LabelledGrid:
-    """:func:`mlp_position_patching` the straightforward way: one forward per (layer, position),
-    each run with its own cache (reference for tests and benchmarks)."""
-    tokens, n, metric = _mlp_setup(model, tokens, metric)
-    layers = _layers(model, layers)
-    clean = metric(model(tokens), tokens).float().mean().item()
-    values = torch.empty(len(layers), n)
-    for row, layer in enumerate(layers):
-        name = _MLP.format(layer)
-        _, cache = model.run_with_cache(tokens, names_filter=name)
-        for col, p in enumerate(range(n + 1, 2 * n + 1)):
-            def hook(out, hook=None, p=p, mlp=cache[name]):
-                out = out.clone()
-                out[:, p] = mlp[:, p - n]
-                return out
-            with model.hooks(fwd_hooks=[(name, hook)]):
-                values[row, col] = metric(model(tokens), tokens).float().mean().item() - clean
-    return _mlp_grid(values, layers, n, metric, clean)
+    return mlp_grid(values, layers, n, metric, clean)
 
 
 # ---------------------------------------------------------------- clean / corrupted patching

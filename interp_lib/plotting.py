@@ -27,7 +27,8 @@ import plotly.io as pio
 import torch
 from jaxtyping import Float
 
-__all__ = ["as_numpy", "configure_plotly", "heatmap", "line_over_layers"]
+__all__ = ["as_numpy", "bar", "configure_plotly", "heatmap", "line", "line_over_layers",
+           "line_panels"]
 
 #: A ``[rows, columns]`` grid of numbers: a tensor, an array or nested lists.
 Grid = Float[torch.Tensor, "rows cols"] | Float[np.ndarray, "rows cols"] | Sequence[Sequence[float]]
@@ -189,4 +190,103 @@ def line_over_layers(
                "ticktext": xs},
         yaxis={"title": y_title},
     )
+    return fig
+
+
+def _series_rows(series: Mapping[str, Any], n: int | None = None) -> dict[str, np.ndarray]:
+    if not isinstance(series, Mapping) or not series:
+        raise ValueError("series must be a non-empty {name: values} mapping")
+    rows = {str(k): as_numpy(v, ndim=1, name=f"series {k!r}") for k, v in series.items()}
+    lengths = {len(r) for r in rows.values()} | ({n} if n is not None else set())
+    if len(lengths) != 1:
+        raise ValueError(f"every series must have one value per x, got lengths {sorted(lengths)}")
+    return rows
+
+
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def line(
+    x: Sequence[Any],
+    series: Mapping[str, Series],
+    *,
+    title: str | None = None,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    log_y: bool = False,
+    vlines: Mapping[float, str] | None = None,
+    hlines: Mapping[float, str] | None = None,
+    x_format: str | None = None,
+) -> go.Figure:
+    """Lines of ``series[name][i]`` against ``x[i]``, one per name; ``vlines`` / ``hlines``
+    mark positions with a label (``{x: "second copy starts"}``)."""
+    xs = list(x)
+    rows = _series_rows(series, len(xs))
+    fig = go.Figure()
+    for i, (name, row) in enumerate(rows.items()):
+        fig.add_trace(go.Scatter(x=xs, y=row, mode="lines+markers" if len(xs) <= 60 else "lines",
+                                 name=name, line={"color": _COLOURS[i % len(_COLOURS)]},
+                                 hovertemplate="%{x}: %{y:.4g}<extra>" + name + "</extra>"))
+    for value, label in (vlines or {}).items():
+        fig.add_vline(x=value, line_dash="dash", annotation_text=label,
+                      annotation_position="top right")
+    for value, label in (hlines or {}).items():
+        fig.add_hline(y=value, line_dash="dot", annotation_text=label)
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
+                      yaxis_type="log" if log_y else None, xaxis_tickformat=x_format)
+    return fig
+
+
+def line_panels(
+    x: Sequence[Any],
+    panels: Mapping[str, Mapping[str, Series]],
+    *,
+    title: str | None = None,
+    x_title: str | None = None,
+    hlines: Mapping[str, Mapping[float, str]] | None = None,
+) -> go.Figure:
+    """Side-by-side panels (``{panel title: {series name: values}}``) sharing ``x`` and one
+    legend: a series keeps its colour in every panel. ``hlines[panel]`` marks values."""
+    from plotly.subplots import make_subplots
+
+    if not panels:
+        raise ValueError("panels is empty: give at least one {title: {name: values}}")
+    xs = list(x)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels))
+    colours: dict[str, str] = {}
+    for col, (panel, series) in enumerate(panels.items(), start=1):
+        for name, row in _series_rows(series, len(xs)).items():
+            first = name not in colours
+            colour = colours.setdefault(name, _COLOURS[len(colours) % len(_COLOURS)])
+            fig.add_trace(go.Scatter(x=xs, y=row, mode="lines+markers", name=name,
+                                     legendgroup=name, showlegend=first,
+                                     line={"color": colour}), row=1, col=col)
+        for value, label in (hlines or {}).get(panel, {}).items():
+            fig.add_hline(y=value, line_dash="dot", annotation_text=label, row=1, col=col)
+    fig.update_xaxes(title_text=x_title)
+    fig.update_layout(title=title)
+    return fig
+
+
+def bar(
+    labels: Sequence[Any],
+    values: Series,
+    *,
+    text: Sequence[str] | None = None,
+    title: str | None = None,
+    x_title: str | None = None,
+    y_title: str | None = None,
+) -> go.Figure:
+    """A bar per label (repeats allowed), with optional text above each bar."""
+    heights = as_numpy(values, ndim=1, name="values")
+    names = _labels(labels, len(heights), "labels")
+    trace = go.Bar(x=list(range(len(names))), y=heights, customdata=names,
+                   hovertemplate="%{customdata}: %{y:.4g}<extra></extra>")
+    if text is not None:
+        trace.update(text=_labels(text, len(heights), "text"), textposition="outside")
+    fig = go.Figure(trace)
+    fig.update_layout(title=title, yaxis_title=y_title,
+                      xaxis={"title": x_title, "tickmode": "array",
+                             "tickvals": list(range(len(names))), "ticktext": names})
     return fig

@@ -27,8 +27,9 @@ Pipeline:
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
->>> from interp_lib.probes import build_probe_data, probe_sentences, train_probes
+>>> from interp_lib.tiny_models import save_tiny_gpt2
+>>> from interp_lib.data import probe_sentences
+>>> from interp_lib.probes import build_probe_data, train_probes
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> short = [s for s in probe_sentences() if len(s.split()) < 12][:40]
 >>> data = build_probe_data(model, short)
@@ -53,8 +54,10 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from interp_lib.fitting import Standardiser, fit_logistic, fit_ridge
 from interp_lib.grid import LabelledGrid
-from interp_lib.inputs import pad_rows
+from interp_lib.hooks import hook_name, scale_heads_hook, zero_ablation
+from interp_lib.inputs import padded_batch
 
 __all__ = [
     "LABEL_SETS",
@@ -64,30 +67,12 @@ __all__ = [
     "probe_ablation_effects",
     "probe_accuracy_without",
     "probe_head_importance",
-    "probe_sentences",
     "shuffled_weights",
     "train_probes",
 ]
 
 #: Label sets :func:`build_probe_data` provides.
 LABEL_SETS: tuple[str, ...] = ("pos", "tag", "dep", "pos_next", "tag_next", "dep_next", "token")
-
-_DATA = Path(__file__).resolve().parent / "data" / "probe_sentences.txt"
-
-
-def probe_sentences(n: int | None = None) -> list[str]:
-    """The first ``n`` (default all 2000) shipped probe sentences, one per line of
-    ``interp_lib/data/probe_sentences.txt`` (made by ``scripts/make_probe_sentences.py``)."""
-    if not _DATA.is_file():
-        raise FileNotFoundError(
-            f"{_DATA} is missing: reinstall the course package (`pip install -e .`)")
-    lines = [line for line in _DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        lines = lines[:n]
-    return lines
-
 
 # ---------------------------------------------------------------- data
 
@@ -166,15 +151,15 @@ def build_probe_data(
     _check_model_fits(model, rows)
 
     cfg = model.cfg
-    names = [f"blocks.{la}.hook_resid_pre" for la in range(cfg.n_layers)]
-    names.append(f"blocks.{cfg.n_layers - 1}.hook_resid_post")
+    names = [hook_name("resid_pre", la) for la in range(cfg.n_layers)]
+    names.append(hook_name("resid_post", cfg.n_layers - 1))
     site_names = ["embed"] + [f"after block {la}" for la in range(cfg.n_layers)]
     chunks = []
     order = list(range(len(rows)))
     for start in range(0, len(rows), batch_size):
         batch = order[start: start + batch_size]
-        tokens, mask = pad_rows([rows[i] for i in batch], bos)
-        _, cache = model.run_with_cache(tokens.to(cfg.device), attention_mask=mask.to(cfg.device),
+        tokens, mask = padded_batch(model, [rows[i] for i in batch])
+        _, cache = model.run_with_cache(tokens, attention_mask=mask,
                                         names_filter=lambda n: n in names)
         stacked = torch.stack([cache[n] for n in names])  # [site, batch, pos, d]
         for j, i in enumerate(batch):
@@ -319,47 +304,6 @@ def _macro_f1(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def _fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float,
-                  max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression for every site at once: ``x [site, n, d]``.
-
-    Minimises ``sum_site mean_n CE + l2 * ||W_site||^2 / 2`` with L-BFGS; the sites' losses
-    are independent, so the sum optimises each of them."""
-    sites, _, d = x.shape
-    w = torch.zeros(sites, d, n_classes, requires_grad=True)
-    b = torch.zeros(sites, 1, n_classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-6,
-                            tolerance_change=1e-9)
-    targets = y.expand(sites, -1).reshape(-1)
-
-    def closure():
-        opt.zero_grad()
-        logits = torch.baddbmm(b, x, w)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), targets,
-                                                 reduction="sum") / y.numel()
-        loss = loss + 0.5 * l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return w.detach(), b.detach()[:, 0]
-
-
-def _fit_ridge(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Closed-form ridge regression onto one-hot labels, every site at once."""
-    sites, n, d = x.shape
-    onehot = torch.nn.functional.one_hot(y, n_classes).float()
-    xd = x.double()
-    gram = xd.transpose(1, 2) @ xd + l2 * n * torch.eye(d, dtype=torch.float64)
-    target = onehot.double() - onehot.double().mean(0)
-    w = torch.linalg.solve(gram, xd.transpose(1, 2) @ target.expand(sites, -1, -1))
-    b = onehot.mean(0).expand(sites, -1)
-    return w.float(), b.float()
-
-
 def train_probes(
     data: ProbeData,
     label_set: str,
@@ -403,15 +347,14 @@ def train_probes(
 
     acts = data.activations[site_index]
     x_train = acts[:, torch.from_numpy(np.flatnonzero(keep_train))].float()
-    mean = x_train.mean(1, keepdim=True)
-    std = x_train.std(1, keepdim=True).clamp_min(1e-4)
-    x_train = (x_train - mean) / std
+    scaler = Standardiser.fit(x_train)
+    x_train = scaler(x_train)
     if method == "logistic":
         torch.manual_seed(seed)
-        w, b = _fit_logistic(x_train, y_train, len(classes), l2, max_iter)
+        w, b = fit_logistic(x_train, y_train, len(classes), l2, max_iter)
     else:
-        w, b = _fit_ridge(x_train, y_train, len(classes), l2)
-    x_test = (acts[:, torch.from_numpy(np.flatnonzero(keep_test))].float() - mean) / std
+        w, b = fit_ridge(x_train, y_train, len(classes), l2)
+    x_test = scaler(acts[:, torch.from_numpy(np.flatnonzero(keep_test))])
     pred = (torch.baddbmm(b[:, None], x_test, w)).argmax(-1).numpy()
     accuracy = (pred == y_test[None]).mean(1)
     macro = np.array([_macro_f1(p, y_test) for p in pred])
@@ -419,7 +362,7 @@ def train_probes(
     return ProbeResult(
         label_set=label_set, site_names=[data.site_names[i] for i in site_index],
         accuracy=accuracy, macro_f1=macro, majority=float((y_test == majority_class).mean()),
-        classes=classes, weights=w, bias=b, mean=mean[:, 0], std=std[:, 0], control=control,
+        classes=classes, weights=w, bias=b, mean=scaler.mean, std=scaler.std, control=control,
         method=method, n_train=int(keep_train.sum()), n_test=int(keep_test.sum()),
     )
 
@@ -462,24 +405,23 @@ def _site_activations(model: Any, data: ProbeData, site: int, which: np.ndarray,
     """Residual stream at ``site`` for the words selected by ``which`` (recomputed, so that
     hooks active around the call apply); returns activations and the selected word indices."""
     cfg = model.cfg
-    name = (f"blocks.{site}.hook_resid_pre" if site < cfg.n_layers
-            else f"blocks.{cfg.n_layers - 1}.hook_resid_post")
+    name = (hook_name("resid_pre", site) if site < cfg.n_layers
+            else hook_name("resid_post", cfg.n_layers - 1))
     words = np.flatnonzero(which)
     by_sentence: dict[int, list[int]] = {}
     for w in words:
         by_sentence.setdefault(int(data.sentence[w]), []).append(int(w))
     sentences = sorted(by_sentence)
     outs, order = [], []
-    bos = model.tokenizer.bos_token_id
     for start in range(0, len(sentences), batch_size):
         batch = sentences[start: start + batch_size]
-        tokens, mask = pad_rows([data.tokens[i] for i in batch], bos)
+        tokens, mask = padded_batch(model, [data.tokens[i] for i in batch])
         captured = {}
 
         def capture(act, hook, captured=captured):
             captured["x"] = act  # not detached: gradients flow back to head masks
 
-        model.run_with_hooks(tokens.to(cfg.device), attention_mask=mask.to(cfg.device),
+        model.run_with_hooks(tokens, attention_mask=mask,
                              fwd_hooks=[(name, capture)], return_type=None,
                              stop_at_layer=min(site + 1, cfg.n_layers))
         for j, i in enumerate(batch):
@@ -513,20 +455,14 @@ def probe_head_importance(model: Any, data: ProbeData, probe: ProbeResult, site:
     """``|d probe loss / d head mask|`` for every head, the probe reading ``site`` (Michel et
     al. 2019: L2-normalised within each layer when ``normalise``), from one backward pass over
     the ``split`` words. Heads in blocks at or after ``site`` cannot affect it and get 0."""
-    from interp_lib.ablation import _Z
-
     cfg = model.cfg
     k = _probe_site(probe, data, site)
     if site == 0:
         raise ValueError("site 0 is the embedding: no head comes before it")
     masks = torch.ones(cfg.n_layers, cfg.n_heads, requires_grad=True)
-
-    def make_hook(layer: int):
-        def hook(z, hook=None):
-            return z * masks[layer].to(z.device, z.dtype)[None, None, :, None]
-        return hook
-
-    hooks = [(_Z.format(la), make_hook(la)) for la in range(min(site, cfg.n_layers))]
+    with torch.enable_grad():  # the rows of the mask must stay in the graph
+        hooks = [(hook_name("z", la), scale_heads_hook(masks[la]))
+                 for la in range(min(site, cfg.n_layers))]
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
         loss, _ = _probe_loss_and_accuracy(model, data, probe, k, site, data.split == split)
         (grad,) = torch.autograd.grad(loss, masks)
@@ -536,10 +472,8 @@ def probe_head_importance(model: Any, data: ProbeData, probe: ProbeResult, site:
         norms = importance.norm(dim=1, keepdim=True).clamp_min(1e-12)
         importance = torch.where(importance.sum(1, keepdim=True) > 0, importance / norms,
                                  importance)
-    return LabelledGrid(importance, [str(la) for la in range(cfg.n_layers)],
-                        [str(h) for h in range(cfg.n_heads)], row_title="layer", col_title="head",
-                        what=f"|d {probe.label_set} probe loss / d head mask|"
-                        + (" (per-layer L2)" if normalise else ""))
+    return LabelledGrid.layer_head(importance, f"|d {probe.label_set} probe loss / d head mask|"
+                                   + (" (per-layer L2)" if normalise else ""))
 
 
 @torch.no_grad()
@@ -557,10 +491,8 @@ def probe_ablation_effects(model: Any, data: ProbeData, probe: ProbeResult, site
         for head in range(cfg.n_heads):
             drops[layer, head] = base - probe_accuracy_without(
                 model, data, probe, site, [(layer, head)], split=split)
-    return LabelledGrid(drops, [str(la) for la in range(cfg.n_layers)],
-                        [str(h) for h in range(cfg.n_heads)], row_title="layer",
-                        col_title="head", what=f"drop in {probe.label_set} probe accuracy",
-                        baseline=base)
+    return LabelledGrid.layer_head(drops, f"drop in {probe.label_set} probe accuracy",
+                                   baseline=base)
 
 
 @torch.no_grad()
@@ -568,8 +500,6 @@ def probe_accuracy_without(model: Any, data: ProbeData, probe: ProbeResult, site
                            heads: Sequence[Any], *, split: str = "test") -> float:
     """The probe's accuracy at ``site`` on the ``split`` words when ``heads`` are
     zero-ablated (an empty list: the plain accuracy, recomputed)."""
-    from interp_lib.heads import zero_ablation
-
     k = _probe_site(probe, data, site)
     with zero_ablation(model, list(heads) or None):
         _, accuracy = _probe_loss_and_accuracy(model, data, probe, k, site, data.split == split)

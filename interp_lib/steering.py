@@ -19,8 +19,9 @@ function that adds hooks removes them on exit, also on error.
 
 >>> import tempfile, torch
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
->>> from interp_lib.steering import generate, steering_hooks
+>>> from interp_lib.tiny_models import save_tiny_gpt2
+>>> from interp_lib.generation import generate
+>>> from interp_lib.steering import steering_hooks
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> vector = torch.randn(model.cfg.d_model)
 >>> plain = generate(model, "The cat", 5)
@@ -38,7 +39,11 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-from interp_lib.inputs import check_layer, head_name, parse_heads, to_tokens
+from interp_lib.fitting import Standardiser, fit_logistic, predict
+from interp_lib.generation import generate, generate_with_log_probs
+from interp_lib.hooks import by_layer, hook_name, only, shift_heads_hook
+from interp_lib.inputs import check_layer, head_name, padded_batch, to_tokens
+from interp_lib.logprobs import next_token_loss
 
 __all__ = [
     "HeadProbes",
@@ -47,65 +52,14 @@ __all__ = [
     "contrastive_vector",
     "decode_latent",
     "fit_latent_vector",
-    "generate",
     "head_probes",
     "iti_hooks",
     "steering_hooks",
     "steering_sweep",
     "token_set_log_prob",
-    "topic_sentences",
 ]
 
-_RESID = "blocks.{}.hook_resid_pre"
-_Z = "blocks.{}.attn.hook_z"
 Hooks = list[tuple[str, Callable]]
-
-
-def topic_sentences() -> dict[str, list[str]]:
-    """The shipped sentences by topic: ``{"sea": [...], "state": [...]}`` (*Moby-Dick* and the
-    State of the Union addresses, held out from the course model's training; 220 each)."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent / "data" / "topic_sentences.tsv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall the course package")
-    out: dict[str, list[str]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            topic, sentence = line.split("\t", 1)
-            out.setdefault(topic, []).append(sentence)
-    return out
-
-
-# ---------------------------------------------------------------- generation
-
-
-def generate(
-    model: Any,
-    prompt: str | Int[torch.Tensor, "1 pos"],
-    max_new_tokens: int = 20,
-    *,
-    hooks: Hooks | None = None,
-    greedy: bool = True,
-    temperature: float = 1.0,
-    seed: int = 0,
-) -> str:
-    """The text the model adds to ``prompt`` with ``hooks`` (``[(hook name, fn)]``) active;
-    greedy or sampled with a seeded generator, so the same call gives the same text. The
-    hooks are removed afterwards, also when generation raises."""
-    tokens = _generate_tokens(model, prompt, max_new_tokens, hooks, greedy=greedy,
-                              temperature=temperature, seed=seed)
-    return model.to_string(tokens[0, -max_new_tokens:])
-
-
-def _generate_tokens(model: Any, prompt: Any, max_new_tokens: int, hooks: Hooks | None,
-                     **decoding: Any) -> torch.Tensor:
-    """Prompt and generated tokens ``[1, pos]`` with ``hooks`` active (removed on exit)."""
-    from interp_lib.checks import generate_with_log_probs
-
-    with model.hooks(fwd_hooks=list(hooks or [])):
-        tokens, _ = generate_with_log_probs(model, prompt, max_new_tokens, **decoding)
-    return tokens
 
 
 # ---------------------------------------------------------------- latent steering vectors
@@ -139,7 +93,7 @@ def _latent_hook(layer: int, vector: torch.Tensor, positions: str) -> Hooks:
             return resid + added
         return resid + vector.to(resid.dtype)
 
-    return [(_RESID.format(layer), hook)]
+    return [(hook_name("resid_pre", layer), hook)]
 
 
 def _check_positions(positions: str) -> str:
@@ -204,7 +158,8 @@ def fit_latent_vector(
         losses.append(loss.item())
         if step % check_every == 0 or step == steps:
             hooks = _latent_hook(layer, vector.detach(), positions)
-            decoded = _generate_tokens(model, _bos(model), len(ids), hooks)[0, 1:].tolist()
+            decoded, _ = generate_with_log_probs(model, _bos(model), len(ids), hooks=hooks)
+            decoded = decoded[0, 1:].tolist()
             if decoded == ids:
                 found = step
                 break
@@ -219,12 +174,12 @@ def _mean_resid(model: Any, texts: Sequence[str], layers: Sequence[int],
                 batch_size: int = 32) -> torch.Tensor:
     """Mean residual stream (over the texts' real tokens after BOS) at each layer:
     ``[layer, d_model]``; texts run in right-padded batches."""
-    names = [_RESID.format(la) for la in layers]
+    names = [hook_name("resid_pre", la) for la in layers]
     total = torch.zeros(len(layers), model.cfg.d_model, dtype=torch.float64)
     count = 0
     for tokens, mask in _padded_batches(model, texts, batch_size):
         _, cache = model.run_with_cache(tokens, attention_mask=mask,
-                                        names_filter=lambda n: n in names,
+                                        names_filter=only(*names),
                                         stop_at_layer=max(layers) + 1)
         real = mask[:, 1:, None].double()  # every real token after BOS
         for i, name in enumerate(names):
@@ -234,14 +189,9 @@ def _mean_resid(model: Any, texts: Sequence[str], layers: Sequence[int],
 
 
 def _padded_batches(model: Any, texts: Sequence[str], batch_size: int):
-    """``(tokens, attention_mask)`` of the texts with BOS, right-padded, ``batch_size`` at a
-    time, on the model's device."""
-    from interp_lib.inputs import pad_rows
-
-    rows = [to_tokens(model, text, prepend_bos=True)[0] for text in texts]
-    for start in range(0, len(rows), batch_size):
-        tokens, mask = pad_rows(rows[start: start + batch_size], model.tokenizer.bos_token_id)
-        yield tokens.to(model.cfg.device), mask.to(model.cfg.device)
+    """:func:`~interp_lib.inputs.padded_batch` of the texts, ``batch_size`` at a time."""
+    for start in range(0, len(texts), batch_size):
+        yield padded_batch(model, texts[start: start + batch_size])
 
 
 def contrastive_vector(
@@ -275,7 +225,7 @@ def steering_hooks(model: Any, layer: int, vector: torch.Tensor, coefficient: fl
     def hook(resid, hook=None):
         return resid + added.to(resid.dtype)
 
-    return [(_RESID.format(layer), hook)]
+    return [(hook_name("resid_pre", layer), hook)]
 
 
 def token_set_log_prob(model: Any, words: Sequence[str]) -> Callable:
@@ -317,19 +267,16 @@ class SteeringSweep:
 
     def figure(self):
         """Effect and loss against the coefficient, one line per layer."""
-        from plotly.subplots import make_subplots
+        from interp_lib.plotting import line_panels
 
-        fig = make_subplots(rows=1, cols=2, subplot_titles=(
-            f"effect: change in {self.measure}", "loss on neutral text (nats)"))
-        for i, layer in enumerate(self.layers):
-            for col, values in ((1, self.effect[i]), (2, self.loss[i])):
-                fig.add_scatter(x=self.coefficients, y=values.tolist(), mode="lines+markers",
-                                name=f"layer {layer}", legendgroup=str(layer),
-                                showlegend=col == 1, row=1, col=col)
-        fig.add_hline(y=self.base_loss, line_dash="dot", row=1, col=2,
-                      annotation_text="unsteered")
-        fig.update_xaxes(title_text="coefficient")
-        return fig
+        effect_title = f"effect: change in {self.measure}"
+        loss_title = "loss on neutral text (nats)"
+        panels = {
+            effect_title: {f"layer {la}": self.effect[i] for i, la in enumerate(self.layers)},
+            loss_title: {f"layer {la}": self.loss[i] for i, la in enumerate(self.layers)},
+        }
+        return line_panels(self.coefficients, panels, x_title="coefficient",
+                           hlines={loss_title: {self.base_loss: "unsteered"}})
 
 
 @torch.no_grad()
@@ -360,9 +307,9 @@ def steering_sweep(
     def evaluate(rows, hooks):
         """Mean loss and measure per group of ``batch`` rows."""
         with model.hooks(fwd_hooks=hooks):
-            log_probs = model(rows, return_type="logits").float().log_softmax(-1)
-        nll = -log_probs[:, :-1].gather(-1, rows[:, 1:, None])[..., 0].mean(-1)
-        score = measure(log_probs[:, :-1], rows)
+            logits = model(rows, return_type="logits")
+        nll = next_token_loss(logits, rows).mean(-1)
+        score = measure(logits[:, :-1].float().log_softmax(-1), rows)
         return (nll.reshape(-1, batch).mean(1).cpu(), score.reshape(-1, batch).mean(1).cpu())
 
     base_loss, base_score = evaluate(tokens, [])  # unsteered: the neutral batch once
@@ -375,7 +322,7 @@ def steering_sweep(
         def hook(resid, hook=None, added=added):
             return resid + added.to(resid.dtype)
 
-        loss[i], score = evaluate(stacked, [(_RESID.format(layer), hook)])
+        loss[i], score = evaluate(stacked, [(hook_name("resid_pre", layer), hook)])
         effect[i] = score - base_score[0]
     return SteeringSweep(layers, coefs.tolist(), effect, loss, float(base_loss[0]),
                          float(base_score[0]), getattr(measure, "__name__", "measure"))
@@ -405,11 +352,11 @@ class HeadProbes:
 def _last_token_z(model: Any, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
     """``hook_z`` of every head at each text's last token: ``[text, layer, head, d_head]``;
     texts run in right-padded batches."""
-    names = [_Z.format(la) for la in range(model.cfg.n_layers)]
+    names = [hook_name("z", la) for la in range(model.cfg.n_layers)]
     rows = []
     for tokens, mask in _padded_batches(model, texts, batch_size):
         _, cache = model.run_with_cache(tokens, attention_mask=mask,
-                                        names_filter=lambda n: n in names)
+                                        names_filter=only(*names))
         last = mask.sum(1) - 1
         at = torch.arange(len(tokens), device=tokens.device)
         rows.append(torch.stack([cache[n][at, last] for n in names], 1).float().cpu())
@@ -421,8 +368,6 @@ def head_probes(model: Any, positive: Sequence[str], negative: Sequence[str], *,
     """Train one logistic probe per head (all heads as one batched model) to tell
     ``positive`` from ``negative`` texts by the head's output at the last token; accuracy on a
     held-out ``test_fraction`` of each set."""
-    from interp_lib.probes import _fit_logistic
-
     positive, negative = list(positive), list(negative)
     if len(positive) < 4 or len(negative) < 4:
         raise ValueError("give at least 4 texts per class")
@@ -434,13 +379,11 @@ def head_probes(model: Any, positive: Sequence[str], negative: Sequence[str], *,
     n_test = max(2, int(round(test_fraction * len(y))))
     test, train = order[:n_test], order[n_test:]
     x = z.reshape(len(y), cfg.n_layers * cfg.n_heads, cfg.d_head).transpose(0, 1)  # [LH, n, d]
-    mean = x[:, train].mean(1, keepdim=True)
-    std = x[:, train].std(1, keepdim=True).clamp_min(1e-6)
-    w, b = _fit_logistic((x[:, train] - mean) / std, y[train], 2, l2, 100)
-    logits = torch.baddbmm(b[:, None], (x[:, test] - mean) / std, w)
-    accuracy = (logits.argmax(-1) == y[test]).float().mean(1)
+    scaler = Standardiser.fit(x[:, train], min_std=1e-6)
+    w, b = fit_logistic(scaler(x[:, train]), y[train], 2, l2, 100)
+    accuracy = (predict(scaler(x[:, test]), w, b) == y[test]).float().mean(1)
     # the direction in the head's own (unstandardised) space that raises the positive logit
-    direction = (w[..., 1] - w[..., 0]) / std[:, 0]
+    direction = (w[..., 1] - w[..., 0]) / scaler.std
     direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     spread = torch.einsum("hnd,hd->hn", x, direction).std(1)
     shape = (cfg.n_layers, cfg.n_heads)
@@ -452,19 +395,10 @@ def head_probes(model: Any, positive: Sequence[str], negative: Sequence[str], *,
 def iti_hooks(model: Any, probes: HeadProbes, heads: Sequence[Any] | str, alpha: float) -> Hooks:
     """Hooks that shift each given head's output (``hook_z``) at every position by
     ``alpha * std * direction`` of its probe (Li et al. 2023)."""
-    pairs = parse_heads(heads, model.cfg)
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in pairs:
-        by_layer.setdefault(layer, []).append(head)
     hooks = []
-    for layer, heads_here in sorted(by_layer.items()):
+    for layer, heads_here in by_layer(model, heads).items():
         shift = torch.zeros(model.cfg.n_heads, model.cfg.d_head)
         for head in heads_here:
             shift[head] = alpha * probes.std[layer, head] * probes.directions[layer, head]
-        shift = shift.to(model.cfg.device)
-
-        def hook(z, hook=None, shift=shift):
-            return z + shift.to(z.dtype)
-
-        hooks.append((_Z.format(layer), hook))
+        hooks.append((hook_name("z", layer), shift_heads_hook(shift.to(model.cfg.device))))
     return hooks

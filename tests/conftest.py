@@ -16,7 +16,7 @@ from interp_lib import network
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from interp_lib.testing import save_tiny_gpt2
+    from interp_lib.tiny_models import save_tiny_gpt2
 
     return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
 
@@ -98,9 +98,15 @@ def offline_hub(monkeypatch, closed_url, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_neox(tmp_path_factory):
+def tiny_neox_dir(tmp_path_factory):
+    from interp_lib.tiny_models import save_tiny_neox
+
+    return save_tiny_neox(tmp_path_factory.mktemp("tiny-neox"))
+
+
+@pytest.fixture(scope="session")
+def tiny_neox(tiny_neox_dir):
     """A tiny random GPT-NeoX shaped like the course model (rotary, tied embeddings)."""
     from interp_lib import load_model
-    from interp_lib.testing import save_tiny_neox
 
-    return load_model(str(save_tiny_neox(tmp_path_factory.mktemp("tiny-neox"))), device="cpu")
+    return load_model(str(tiny_neox_dir), device="cpu")

@@ -9,15 +9,15 @@ import torch
 
 from interp_lib.ablation import (
     head_ablation,
-    head_ablation_loop,
     head_importance,
-    masked_heads,
     prune_heads,
-    pruning_figure,
     rank_correlation,
 )
-from interp_lib.heads import repeated_tokens, zero_ablation
+from interp_lib.data import repeated_tokens
+from interp_lib.figures import pruning_figure
+from interp_lib.hooks import masked_heads, zero_ablation
 from interp_lib.metrics import logit_diff_metric, loss_metric
+from interp_lib.reference import head_ablation_loop
 
 
 @pytest.fixture(params=["tiny_model", "tiny_neox"])
@@ -151,3 +151,13 @@ def test_clear_errors(tiny_model, call, error, match):
     tokens = repeated_tokens(tiny_model, n=4, batch=2)
     with pytest.raises(error, match=match):
         call(tiny_model, tokens)
+
+
+def test_head_importance_works_with_gradients_switched_off(tiny_model):
+    # notebooks run with torch.set_grad_enabled(False): the mask must still reach the graph
+    tokens = repeated_tokens(tiny_model, n=5, batch=2)
+    on = head_importance(tiny_model, tokens)
+    with torch.no_grad():
+        off = head_importance(tiny_model, tokens)
+    torch.testing.assert_close(on.values, off.values)
+    assert float(off.values.abs().sum()) > 0

@@ -40,7 +40,8 @@ def test_quick_mode_runs_every_pairing_and_they_agree(bench, tiny_model_dir, tmp
 
 def test_a_wrong_reference_is_reported(bench, tiny_model_dir):
     from interp_lib import load_model
-    from interp_lib.heads import head_scores, repeated_tokens
+    from interp_lib.data import repeated_tokens
+    from interp_lib.heads import head_scores
 
     model = load_model(str(tiny_model_dir))
     tokens = repeated_tokens(model, n=5, batch=1, seed=0)

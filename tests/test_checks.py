@@ -10,11 +10,11 @@ from interp_lib.checks import (
     check_batched_loss,
     check_generation_score,
     check_overfit_tiny,
-    generate_with_log_probs,
     loss_by_slice,
-    padded_batch,
     token_log_probs,
 )
+from interp_lib.generation import generate_with_log_probs
+from interp_lib.inputs import padded_batch
 from interp_lib.tagging import token_word_index
 
 TEXTS = ["The cat sat on the mat and looked at the door.", "A dog.",

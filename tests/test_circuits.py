@@ -13,7 +13,6 @@ import torch
 from interp_lib.circuits import (
     composition_baseline,
     composition_scores,
-    composition_scores_loop,
     copying_scores,
     decompose_attention_scores,
     diagonal_accuracy,
@@ -24,7 +23,8 @@ from interp_lib.circuits import (
     rotation_matrix,
     token_representations,
 )
-from interp_lib.heads import repeated_tokens
+from interp_lib.data import repeated_tokens
+from interp_lib.reference import composition_scores_loop
 
 TEXT = "The cat sat on the mat and the dog sat on the cat by the door"
 
@@ -143,7 +143,7 @@ def test_random_init_weights_compose_like_the_random_baseline(tiny_model):
 
 
 def test_copying_scores_match_dense_eigenvalues(tiny_model):
-    scores = copying_scores(tiny_model, embedding="normalized")
+    scores = copying_scores(tiny_model, embedding="normalized").values
     assert scores.shape == (tiny_model.cfg.n_layers, tiny_model.cfg.n_heads)
     for layer, head in ((0, 0), (1, 3)):
         dense = full_ov_circuit(tiny_model, (layer, head), embedding="normalized")
@@ -155,11 +155,11 @@ def test_copying_scores_match_dense_eigenvalues(tiny_model):
 
 
 def test_effective_representation_is_the_residual_after_block_zero(tiny_neox):
+    reps = token_representations(tiny_neox, "effective")
     for layer in (0, 1):
-        got = token_representations(tiny_neox, layer, "effective")
-        torch.testing.assert_close(got, _dense_rep(tiny_neox, layer, "effective"),
+        torch.testing.assert_close(reps.at(layer), _dense_rep(tiny_neox, layer, "effective"),
                                    rtol=1e-4, atol=1e-4)
-    norms = token_representations(tiny_neox, 1).norm(dim=-1)
+    norms = reps.at(1).norm(dim=-1)
     torch.testing.assert_close(norms, torch.full_like(norms, math.sqrt(tiny_neox.cfg.d_model)))
 
 
@@ -195,7 +195,7 @@ def test_qk_circuit_at_an_offset_scores_two_tokens_as_the_model_does(tiny_neox):
     _, cache = tiny_neox.run_with_cache(tokens, names_filter=name)
     circuit = full_qk_circuit(tiny_neox, "0.1", offset=-2, embedding="normalized")
     # with biases the model adds terms the circuit leaves out; compare the content part
-    w_e = token_representations(tiny_neox, 0, "normalized")
+    w_e = token_representations(tiny_neox, "normalized").at(0)
     w_q, w_k = tiny_neox.W_Q[0, 1].detach(), tiny_neox.W_K[0, 1].detach()
     b_q, b_k = tiny_neox.b_Q[0, 1].detach(), tiny_neox.b_K[0, 1].detach()
     rot = rotation_matrix(tiny_neox, -2)

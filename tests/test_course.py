@@ -8,7 +8,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from interp_lib import course, models
+from interp_lib import models
+from tools import course
 
 
 def _write(path, *sources):

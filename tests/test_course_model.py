@@ -48,7 +48,7 @@ def bridge():
 
 @pytest.fixture(scope="module")
 def repeat_run(hf, bridge, card):
-    from interp_lib.heads import repeated_tokens
+    from interp_lib.data import repeated_tokens
 
     model, _ = hf
     ids = repeated_tokens(bridge, **card["repeat"]).cpu()

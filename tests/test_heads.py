@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interp_lib.data import repeated_tokens
 from interp_lib.heads import (
     SCORE_KINDS,
     attention_view,
     head_patterns,
     head_scores,
-    head_scores_loop,
     repeat_performance,
-    repeated_tokens,
-    zero_ablation,
 )
+from interp_lib.hooks import zero_ablation
+from interp_lib.reference import head_scores_loop
 
 TEXTS = [
     "The cat sat on the mat and the cat sat on the mat again",
@@ -34,9 +34,9 @@ def test_repeated_tokens_are_seeded_repeats_without_special_tokens(tiny_model):
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"n": 0}, ValueError, "at least 1"),
-    ({"batch": 0}, ValueError, "at least 1"),
-    ({"n": 2.5}, TypeError, "must be an int"),
+    ({"n": 0}, ValueError, "n must be a positive int"),
+    ({"batch": 0}, ValueError, "batch must be a positive int"),
+    ({"n": 2.5}, TypeError, "n must be a positive int"),
     ({"n": 64}, ValueError, "exceed the model's context"),
 ])
 def test_repeated_tokens_rejects_bad_sizes(tiny_model, kwargs, error, match):

@@ -62,7 +62,7 @@ def test_to_tokens_from_text_texts_and_tensors(tiny_model):
 
 
 @pytest.mark.parametrize(("inputs", "error", "match"), [
-    ([], ValueError, "no texts given"),
+    ([], ValueError, "inputs is empty"),
     ([""], ValueError, "empty"),
     (torch.zeros(1, 0, dtype=torch.long), ValueError, "empty"),
     (torch.zeros(2, 3, 4, dtype=torch.long), ValueError, r"\[batch, pos\]"),

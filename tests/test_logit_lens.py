@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from interp_lib.lens_figures import (
+from interp_lib.figures.lens import (
     dataset_figure,
     first_stable_figure,
     lens_heatmap,
@@ -18,10 +18,10 @@ from interp_lib.lens_figures import (
 from interp_lib.logit_lens import (
     METRICS,
     lens_dataset,
-    lens_dataset_naive,
     logit_lens,
     site_names,
 )
+from interp_lib.reference import lens_dataset_naive
 
 TEXTS = ["The cat sat on the mat and the dog slept by the door",
          "Mary gave the book to John because he had asked for it"]
@@ -30,7 +30,7 @@ TEXTS = ["The cat sat on the mat and the dog slept by the door",
 @pytest.fixture(scope="module")
 def model3(tmp_path_factory):
     from interp_lib import load_model
-    from interp_lib.testing import save_tiny_gpt2
+    from interp_lib.tiny_models import save_tiny_gpt2
 
     path = save_tiny_gpt2(tmp_path_factory.mktemp("lens"), n_layers=3, seed=1)
     # give the final norm a non-trivial affine map, so the decoders and the folding differ

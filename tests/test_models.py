@@ -156,7 +156,7 @@ def test_default_offline_falls_back_to_the_course_model(offline_hub, tiny_model_
 
 def test_course_name_without_shipped_files_says_so(no_course_model, no_boot):
     assert not models.course_model_available()
-    with pytest.raises(ModelNotAvailableError, match="python -m interp_lib.testing"):
+    with pytest.raises(ModelNotAvailableError, match="python -m interp_lib.tiny_models"):
         load_model("course")
 
 

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 
-from interp_lib.browser import find_chromium
-from interp_lib.pages import WIDGET_VIEW, export_pages, make_offline, notebook_info
+from tools.browser import find_chromium
+from tools.pages import WIDGET_VIEW, export_pages, make_offline, notebook_info
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -84,7 +84,7 @@ def test_widget_outputs_become_a_note_and_nothing_is_fetched_from_unpkg(tmp_path
 def built_pages():
     """Run the course command on every notebook into build/ (as ``make course`` does)."""
     _chromium_or_skip()
-    from interp_lib.course import main
+    from tools.course import main
 
     out = ROOT / "build"
     code = main(["--no-install", "--out", str(out), *map(str, NOTEBOOKS)])
@@ -93,7 +93,7 @@ def built_pages():
 
 
 def test_every_page_renders_offline_in_chromium(built_pages):
-    from interp_lib.browser import check_page
+    from tools.browser import check_page
 
     shots = built_pages / "screenshots"
     if shots.exists():

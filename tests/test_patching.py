@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp_lib.heads import repeated_tokens
+from interp_lib.data import repeated_tokens
 from interp_lib.metrics import answer_prob_metric, logit_diff_metric
 from interp_lib.patching import (
     PATCH_KINDS,
     activation_patching,
     causal_trace,
     mlp_position_patching,
-    mlp_position_patching_loop,
     subject_positions,
 )
+from interp_lib.reference import mlp_position_patching_loop
 
 PROMPT = "Mary gave the book to John because he asked"
 SUBJECT = "Mary gave"

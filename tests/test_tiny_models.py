@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from interp_lib.testing import main, save_tiny_gpt2, train_tiny_tokenizer
+from interp_lib.tiny_models import main, save_tiny_gpt2, train_tiny_tokenizer
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):

@@ -1,9 +1,9 @@
-"""Run the whole course headless: ``python -m interp_lib.course``.
+"""Run the whole course headless: ``python -m tools.course``.
 
 Installs what is missing (from a checkout: ``scripts/install.py``), picks the model once for
 all notebooks, executes every notebook in ``notebooks/`` in a fresh kernel, writes the executed
 notebooks and HTML pages into ``build/`` (``NAME.html``, a code-hidden ``lecture/NAME.html``
-and ``index.html``, all working offline: :mod:`interp_lib.pages`), and prints a table of
+and ``index.html``, all working offline: :mod:`tools.pages`), and prints a table of
 notebook, status, seconds, the slowest cell, the kernel's peak memory and page size (also as
 ``build/course.json``, which adds every cell's seconds).
 
@@ -31,8 +31,7 @@ from typing import Any
 
 __all__ = ["NotebookResult", "main", "poll_in_slices", "prepare_environment", "run_notebook"]
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-CHECKOUT = PACKAGE_DIR.parent
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -47,7 +46,7 @@ class NotebookResult:
     error: str = ""
     html: Path | None = None
     lecture: Path | None = None
-    info: Any = None  # interp_lib.pages.NotebookInfo: title and learning goals
+    info: Any = None  # tools.pages.NotebookInfo: title and learning goals
     peak_mb: float | None = None
     cell_seconds: dict[int, float] = field(default_factory=dict)
 
@@ -91,7 +90,7 @@ def prepare_environment(build_dir: Path, model: str | None = None) -> str:
     ``HF_HUB_OFFLINE=1`` when the Hub does not answer, so kernels skip the probe.
     """
     from interp_lib import models, network
-    from interp_lib.testing import save_tiny_gpt2
+    from interp_lib.tiny_models import save_tiny_gpt2
 
     if model:
         os.environ[models.ENV_VAR] = model
@@ -159,7 +158,7 @@ def run_notebook(path: Path, out_dir: Path, timeout: int = 900,
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-    from interp_lib.pages import export_pages, notebook_info
+    from tools.pages import export_pages, notebook_info
 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -225,7 +224,7 @@ def _table(results: list[NotebookResult]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m interp_lib.course",
+        prog="python -m tools.course",
         description="Execute every course notebook headless and write HTML pages to build/.",
     )
     parser.add_argument("notebooks", nargs="*", help="notebook files (default: notebooks/*.ipynb)")
@@ -257,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"[course] running {path.name} ...", flush=True)
         results.append(run_notebook(path.resolve(), out_dir, args.timeout, args.allow_errors))
-    from interp_lib.pages import write_index
+    from tools.pages import write_index
 
     index = write_index(results, out_dir, model_line)
     (out_dir / "course.json").write_text(json.dumps(

@@ -150,7 +150,7 @@ def _size(path: Path) -> str:
 
 def write_index(results: list[Any], out_dir: Path, model_line: str) -> Path:
     """``out_dir/index.html``: the notebooks in order with their titles, learning goals,
-    status, run time and page sizes. ``results`` are :class:`interp_lib.course.NotebookResult`
+    status, run time and page sizes. ``results`` are :class:`tools.course.NotebookResult`
     (``info``, ``html``, ``lecture``, ``status``, ``seconds``); those without a page are left out.
     """
     items = []

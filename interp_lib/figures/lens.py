@@ -8,9 +8,9 @@ position: the row at position p shows the guess for position p + 1.
 
 >>> import tempfile
 >>> from interp_lib import load_model
->>> from interp_lib.testing import save_tiny_gpt2
+>>> from interp_lib.tiny_models import save_tiny_gpt2
 >>> from interp_lib.logit_lens import logit_lens
->>> from interp_lib.lens_figures import lens_heatmap
+>>> from interp_lib.figures.lens import lens_heatmap
 >>> model = load_model(str(save_tiny_gpt2(tempfile.mkdtemp(), n_layers=2)), device="cpu")
 >>> fig = lens_heatmap(logit_lens(model, "one two three four"), "next_rank")
 >>> fig.data[0].z.shape[0]  # sites: input, 1_pre, final

@@ -1,0 +1,224 @@
+"""Reference implementations: the straightforward version of every batched sweep.
+
+Each function here computes what a library sweep computes, the obvious way: one forward pass
+per cell, every activation cached, every vocabulary row at once. They are slow on purpose and
+written independently of the sweeps (plain hooks and tensors, no shared private helpers), so
+that the tests can check a sweep against its reference and ``benchmarks/run.py`` can time the
+two side by side. Use the sweeps in analyses; use these to check them.
+
+=============================  ==============================================================
+reference                      library sweep
+=============================  ==============================================================
+:func:`head_scores_loop`       :func:`interp_lib.heads.head_scores`
+:func:`head_ablation_loop`     :func:`interp_lib.ablation.head_ablation`
+:func:`mlp_position_patching_loop`  :func:`interp_lib.patching.mlp_position_patching`
+:func:`composition_scores_loop`     :func:`interp_lib.circuits.composition_scores`
+:func:`lens_dataset_naive`     :func:`interp_lib.logit_lens.lens_dataset`
+=============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Int
+
+from interp_lib.ablation import ABLATION_METHODS, replacement_values
+from interp_lib.circuits import MODES, CompositionScores
+from interp_lib.grid import LabelledGrid
+from interp_lib.heads import SCORE_KINDS, SHARE_KINDS, HeadScores
+from interp_lib.hooks import hook_name
+from interp_lib.inputs import check_layer, to_tokens
+from interp_lib.logit_lens import DECODERS, LensDataset, site_names
+from interp_lib.metrics import Metric, check_metric, loss_metric, metric_name
+from interp_lib.patching import mlp_grid, mlp_setup
+from interp_lib.validate import check_model, choice
+
+__all__ = [
+    "composition_scores_loop",
+    "head_ablation_loop",
+    "head_scores_loop",
+    "lens_dataset_naive",
+    "mlp_position_patching_loop",
+]
+
+
+@torch.no_grad()
+def head_scores_loop(
+    model: Any,
+    inputs: str | Sequence[str] | Int[torch.Tensor, "batch seq"],
+    *,
+    kinds: Sequence[str] | None = None,
+) -> HeadScores:
+    """:func:`~interp_lib.heads.head_scores` one forward pass per sequence and per head,
+    caching that layer's pattern and scoring the one head query by query (ARENA style)."""
+    tokens = to_tokens(model, inputs)
+    kinds = list(SCORE_KINDS) if kinds is None else [choice(k, "kinds", SCORE_KINDS)
+                                                      for k in kinds]
+    cfg = model.cfg
+    sums = {kind: torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.float64) for kind in kinds}
+    counts = dict.fromkeys(kinds, 0)
+    for row in tokens:
+        toks = row.tolist()
+        seq = len(toks)
+        # the keys each share score counts, query by query
+        keys = {kind: [[] for _ in range(seq)] for kind in SHARE_KINDS}
+        for q in range(1, seq):
+            keys["previous_token"][q] = [q - 1]
+            keys["current_token"][q] = [q]
+            keys["first_token"][q] = [0]
+            keys["duplicate_token"][q] = [k for k in range(q) if toks[k] == toks[q]]
+            keys["induction"][q] = [k for k in range(1, q + 1) if toks[k - 1] == toks[q]]
+        for layer in range(cfg.n_layers):
+            for head in range(cfg.n_heads):
+                name = hook_name("pattern", layer)
+                _, cache = model.run_with_cache(row[None], names_filter=name)
+                p = cache[name][0, head].double().cpu()
+                for kind in kinds:
+                    if kind in SHARE_KINDS:
+                        values = [p[q, keys[kind][q]].sum() for q in range(seq) if keys[kind][q]]
+                    elif kind == "entropy":
+                        values = [-(p[q, : q + 1] * p[q, : q + 1].clamp_min(1e-30).log()).sum()
+                                  for q in range(1, seq)]
+                    else:
+                        values = []
+                        for q in range(2, seq):
+                            r = p[q, 1: q + 1] / p[q, 1: q + 1].sum()
+                            values.append(-(r * r.clamp_min(1e-30).log()).sum())
+                    sums[kind][layer, head] += float(sum(values))
+                    if layer == 0 and head == 0:
+                        counts[kind] += len(values)
+    scores = {kind: (sums[kind] / counts[kind]).float() if counts[kind]
+              else torch.full((cfg.n_layers, cfg.n_heads), float("nan")) for kind in kinds}
+    return HeadScores(scores, {k: v.float() for k, v in sums.items()}, counts, tokens.numel(),
+                      cfg.n_layers, cfg.n_heads)
+
+
+@torch.no_grad()
+def head_ablation_loop(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"],
+    metric: Metric | None = None,
+    *,
+    method: str = "zero",
+    reference: Int[torch.Tensor, "ref pos"] | None = None,
+    seed: int = 0,
+) -> LabelledGrid:
+    """:func:`~interp_lib.ablation.head_ablation` one forward pass per head."""
+    metric = check_metric(metric, loss_metric())
+    choice(method, "method", ABLATION_METHODS)
+    tokens = to_tokens(model, tokens, name="tokens")
+    cfg = model.cfg
+    replacements = replacement_values(model, tokens, method, reference, seed)
+    clean = metric(model(tokens), tokens).mean().item()
+    effects = torch.empty(cfg.n_layers, cfg.n_heads)
+    for layer in range(cfg.n_layers):
+        for head in range(cfg.n_heads):
+            def hook(z, hook=None, head=head, repl=replacements[layer]):
+                z = z.clone()
+                z[:, :, head] = 0.0 if repl is None else repl[:, :, head]
+                return z
+            with model.hooks(fwd_hooks=[(hook_name("z", layer), hook)]):
+                effects[layer, head] = metric(model(tokens), tokens).mean().item() - clean
+    return LabelledGrid.layer_head(effects, f"change in {metric_name(metric)} ({method} "
+                                   "ablation)", clean)
+
+
+@torch.no_grad()
+def mlp_position_patching_loop(
+    model: Any,
+    tokens: Int[torch.Tensor, "batch pos"],
+    metric: Metric | None = None,
+    *,
+    layers: list[int] | None = None,
+) -> LabelledGrid:
+    """:func:`~interp_lib.patching.mlp_position_patching` one forward pass per (layer,
+    position), each layer with its own cache."""
+    tokens, n, metric = mlp_setup(model, tokens, metric)
+    layers = (list(range(model.cfg.n_layers)) if layers is None
+              else [check_layer(la, model.cfg) for la in layers])
+    clean = metric(model(tokens), tokens).float().mean().item()
+    values = torch.empty(len(layers), n)
+    for row, layer in enumerate(layers):
+        name = hook_name("mlp_out", layer)
+        _, cache = model.run_with_cache(tokens, names_filter=name)
+        for col, p in enumerate(range(n + 1, 2 * n + 1)):
+            def hook(out, hook=None, p=p, mlp=cache[name]):
+                out = out.clone()
+                out[:, p] = mlp[:, p - n]
+                return out
+            with model.hooks(fwd_hooks=[(name, hook)]):
+                values[row, col] = metric(model(tokens), tokens).float().mean().item() - clean
+    return mlp_grid(values, layers, n, metric, clean)
+
+
+@torch.no_grad()
+def composition_scores_loop(model: Any, mode: str) -> CompositionScores:
+    """:func:`~interp_lib.circuits.composition_scores` pair by pair: multiply out the two
+    ``[d_model, d_model]`` matrices and take Frobenius norms (ARENA's exercise)."""
+    check_model(model)
+    choice(mode, "mode", MODES)
+    cfg = model.cfg
+    w_v, w_o = model.W_V.detach().double(), model.W_O.detach().double()
+    w_q, w_k = model.W_Q.detach().double(), model.W_K.detach().double()
+    scores = torch.full((cfg.n_layers, cfg.n_heads, cfg.n_layers, cfg.n_heads), float("nan"))
+    for la in range(cfg.n_layers):
+        for ha in range(cfg.n_heads):
+            w_a = w_v[la, ha] @ w_o[la, ha]
+            for lb in range(la + 1, cfg.n_layers):
+                for hb in range(cfg.n_heads):
+                    if mode == "Q":
+                        w_b = w_q[lb, hb] @ w_k[lb, hb].T
+                    elif mode == "K":
+                        w_b = w_k[lb, hb] @ w_q[lb, hb].T
+                    else:
+                        w_b = w_v[lb, hb] @ w_o[lb, hb]
+                    scores[la, ha, lb, hb] = float(
+                        torch.linalg.matrix_norm(w_a @ w_b)
+                        / (torch.linalg.matrix_norm(w_a) * torch.linalg.matrix_norm(w_b)))
+    return CompositionScores(scores, mode, None, cfg.n_layers, cfg.n_heads)
+
+
+@torch.no_grad()
+def lens_dataset_naive(
+    model: Any, tokens: Int[torch.Tensor, "batch pos"], *, decoder: str = "standard"
+) -> LensDataset:
+    """:func:`~interp_lib.logit_lens.lens_dataset` with everything in memory: cache every
+    activation, decode every site over the full vocabulary at once (``[sites, batch, pos,
+    d_vocab]``), and find each position's first stable site with a loop."""
+    choice(decoder, "decoder", DECODERS)
+    tokens = to_tokens(model, tokens, name="tokens")
+    logits, cache = model.run_with_cache(tokens)
+    n_layers = model.cfg.n_layers
+    names = [hook_name("resid_pre", la) for la in range(n_layers)]
+    names.append(hook_name("resid_post", n_layers - 1))
+    stack = torch.stack([cache[n] for n in names])[:, :, :-1]
+    x = stack - stack.mean(-1, keepdim=True)
+    x = x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+    if decoder == "standard":
+        all_logits = x @ model.W_U + model.b_U
+    else:  # the 2020 post: parameter-free normalisation, then the transposed embedding
+        all_logits = x.float() @ model.W_E.float().T
+    lp = all_logits.float().log_softmax(-1)                 # [site, b, pos-1, vocab]
+    f = logits[:, :-1].float().log_softmax(-1)               # [b, pos-1, vocab]
+    nxt = tokens[:, 1:]
+    n_sites = lp.shape[0]
+    agree = (lp.argmax(-1) == f.argmax(-1)[None]).reshape(n_sites, -1)
+    first = torch.full((agree.shape[1],), n_sites, dtype=torch.long)
+    for i in range(agree.shape[1]):
+        for s in range(n_sites):
+            if bool(agree[s:, i].all()):
+                first[i] = s
+                break
+    return LensDataset(
+        sites=site_names(n_layers), decoder=decoder,
+        n_sequences=int(tokens.shape[0]), n_positions=int(nxt.numel()),
+        mean_kl_to_final=(f.exp()[None] * (f[None] - lp)).sum(-1).mean((1, 2)).cpu(),
+        mean_loss=(-lp.gather(-1, nxt[None, ..., None].expand(n_sites, -1, -1, 1))
+                   ).mean((1, 2, 3)).cpu(),
+        agreement_with_final=agree.float().mean(-1).cpu(),
+        mean_entropy=(-(lp.exp() * lp).sum(-1)).mean((1, 2)).cpu(),
+        first_stable=torch.bincount(first, minlength=n_sites + 1),
+    )
