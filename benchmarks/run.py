@@ -220,7 +220,28 @@ def is_big(model) -> bool:
 
 
 def pairings(model, quick: bool) -> list[Pairing]:
-    """Every pairing on ``model``, with quick (tiny) or full sizes."""
+    """Every pairing on ``model``, with quick (tiny) or full sizes: the core ones below, then
+    those of every ``benchmarks/pairings/*.py`` (one file per technique), in file order."""
+    return core_pairings(model, quick) + plugin_pairings(model, quick)
+
+
+def plugin_pairings(model, quick: bool) -> list[Pairing]:
+    """Each ``benchmarks/pairings/NAME.py`` defines ``pairings(model, quick, Pairing,
+    max_abs) -> list[Pairing]`` (the class and the helper are passed in, so the file needs no
+    import of this script)."""
+    import importlib.util
+
+    out = []
+    for path in sorted((HERE / "pairings").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"bench_pairings_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out.extend(module.pairings(model, quick, Pairing, _max_abs))
+    return out
+
+
+def core_pairings(model, quick: bool) -> list[Pairing]:
+    """The pairings of the techniques in notebooks 01-05."""
     import torch
     from transformer_lens.head_detector import detect_head
 

@@ -25,6 +25,7 @@ _EXPORTS = {
     "line_over_layers": "plotting",
     "configure_plotly": "plotting",
     "attention_heads": "vis",
+    "diagram": "vis",
     "setup_notebook": "notebook",
 }
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "attention_heads",
     "configure_plotly",
     "course_model_available",
+    "diagram",
     "heatmap",
     "line_over_layers",
     "load_model",
@@ -48,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from interp_lib.notebook import setup_notebook
     from interp_lib.plotting import configure_plotly, heatmap, line_over_layers
-    from interp_lib.vis import attention_heads
+    from interp_lib.vis import attention_heads, diagram
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,8 @@ from jaxtyping import Float
 from interp_lib import network
 from interp_lib.plotting import as_numpy
 
-__all__ = ["CircuitsVisView", "attention_heads", "choose_mode", "colored_tokens", "reset"]
+__all__ = ["CircuitsVisView", "Diagram", "attention_heads", "choose_mode", "colored_tokens",
+           "diagram", "reset"]
 
 Mode = Literal["cdn", "once", "inline"]
 #: Attention patterns ``[head, dest, src]`` (or ``[dest, src]``, or ``[1, head, dest, src]``).
@@ -215,3 +216,28 @@ def colored_tokens(
     array = as_numpy(values, ndim=1, name="values")
     tokens = _tokens(tokens, len(array), "tokens")
     return CircuitsVisView("ColoredTokens", {"tokens": tokens, "values": array.tolist()}, mode)
+
+
+_DIAGRAMS = Path(__file__).resolve().parent / "diagrams"
+
+
+class Diagram:
+    """One of the course's SVG diagrams; Jupyter, Colab and the pages show it inline."""
+
+    def __init__(self, name: str, svg: str):
+        self.name, self.svg = name, svg
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+    def __repr__(self) -> str:
+        return f"Diagram({self.name!r})"
+
+
+def diagram(name: str) -> Diagram:
+    """The course diagram ``name`` (``residual_stream``, ``qk_ov``, ``k_composition``,
+    ``patching``, ``probe``), drawn by ``tools/diagrams.py`` and shipped with the package."""
+    available = sorted(p.stem for p in _DIAGRAMS.glob("*.svg"))
+    if name not in available:
+        raise ValueError(f"unknown diagram {name!r}; available: {available}")
+    return Diagram(name, (_DIAGRAMS / f"{name}.svg").read_text(encoding="utf-8"))
