@@ -12,7 +12,9 @@ course: install
 
 lint:
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m nbstripout --verify notebooks/*.ipynb
+	$(PYTHON) -m nbstripout --verify notebooks/*.ipynb exercises/*.ipynb
+	$(PYTHON) -m tools.exercises --check
+	$(PYTHON) -m tools.diagrams --check
 	$(PYTHON) -c "import sys; from importlinter.cli import lint_imports as l; sys.exit(l(no_cache=True, no_logo=True))"
 
 test: install lint
