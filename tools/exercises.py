@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -105,10 +104,6 @@ def exercises_of(nb, name: str) -> list[Exercise]:
     return found
 
 
-def _cell_id(notebook: str, key: str) -> str:
-    return hashlib.sha1(f"{notebook}:{key}".encode()).hexdigest()[:12]
-
-
 def student_version(master_path: Path):
     """The student version of one master notebook (an ``nbformat`` notebook)."""
     import nbformat
@@ -134,8 +129,9 @@ def student_version(master_path: Path):
             body = _strip_hidden(ex.solution)
             cells.append(nbformat.v4.new_markdown_cell(
                 f"<details><summary>Solution: <code>{ex.function}</code></summary>\n\n"
-                f"```python\n{body}\n```\n\n</details>",
-                id=_cell_id(name, f"solution-{ex.function}")))
+                f"```python\n{body}\n```\n\n</details>"))
+    for index, cell in enumerate(cells):  # ids numbered as nbstripout numbers them
+        cell.id = str(index)
     nb.cells = cells
     nb.metadata.pop("celltoolbar", None)
     return nb
