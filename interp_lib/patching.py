@@ -32,7 +32,6 @@ whole forwards on stacked batches instead.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 from jaxtyping import Int
 
+from interp_lib import validate
 from interp_lib.data import repeat_period
 from interp_lib.grid import LabelledGrid
 from interp_lib.hooks import SITES, hook_name, only
@@ -64,13 +64,14 @@ TRACE_SITES = {site: SITES[site] for site in ("resid_pre", "resid_post", "attn_o
 
 
 def _check_rows(max_rows: int) -> None:
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-        raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+    validate.positive_int(max_rows, "max_rows")
 
 
 def _layers(model: Any, layers: Any) -> list[int]:
     if layers is None:
         return list(range(model.cfg.n_layers))
+    if isinstance(layers, int | str) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a list of layer indices or None, got {layers!r}")
     layers = [check_layer(la, model.cfg) for la in layers]
     if not layers:
         raise ValueError("layers is empty: give at least one layer (or None for all)")
@@ -184,10 +185,12 @@ def activation_patching(
     it restored the clean behaviour. ``grid.baseline`` is the corrupted value and
     ``grid.reference`` the clean one (unnormalised).
     """
-    if kind not in PATCH_KINDS:
-        raise ValueError(f"unknown patching kind {kind!r}; choose one of {PATCH_KINDS}")
+    check_model(model)
+    validate.choice(kind, "kind", PATCH_KINDS)
+    validate.flag(normalise, "normalise")
     metric = check_metric(metric)
-    clean_tokens, corrupt_tokens = to_tokens(model, clean), to_tokens(model, corrupted)
+    clean_tokens = to_tokens(model, clean, name="clean")
+    corrupt_tokens = to_tokens(model, corrupted, name="corrupted")
     if clean_tokens.shape != corrupt_tokens.shape:
         raise ValueError(
             f"clean {tuple(clean_tokens.shape)} and corrupted {tuple(corrupt_tokens.shape)} token "
@@ -231,8 +234,12 @@ def activation_patching(
 def subject_positions(model: Any, prompt: str, subject: str) -> list[int]:
     """Positions (in ``model.to_tokens(prompt)``, BOS included if the model prepends one) of the
     tokens that overlap the first occurrence of ``subject`` in ``prompt``."""
+    check_model(model)
     if not isinstance(prompt, str) or not isinstance(subject, str):
-        raise TypeError("prompt and subject must be strings")
+        raise TypeError(f"prompt and subject must be strings, got {type(prompt).__name__} and "
+                        f"{type(subject).__name__}")
+    if not prompt.strip():
+        raise ValueError("prompt is empty")
     if not subject.strip():
         raise ValueError("subject is empty: give the words to corrupt, e.g. 'The Eiffel Tower'")
     start = prompt.find(subject)
@@ -332,12 +339,11 @@ def causal_trace(
     in ROME; or ``resid_pre``, ``attn_out``, ``mlp_out``) at one (layer, position).
     ``answer`` defaults to the model's own top-1 prediction on the clean prompt.
     """
-    if site not in TRACE_SITES:
-        raise ValueError(f"unknown site {site!r}; choose one of {list(TRACE_SITES)}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive int, got {samples!r}")
-    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+    check_model(model)
+    validate.choice(site, "site", TRACE_SITES)
+    samples = validate.positive_int(samples, "samples")
+    noise = validate.finite_float(noise, "noise", nonnegative=True)
+    validate.nonnegative_int(seed, "seed")
     _check_rows(max_rows)
     layers = _layers(model, layers)
     subj = subject_positions(model, prompt, subject)
