@@ -198,9 +198,10 @@ def _one_token(model: Any, token: Any, name: str) -> int:
     if isinstance(token, str):
         ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
+            pieces = [model.tokenizer.decode([i]) for i in ids]
             raise ValueError(f"{name}: {token!r} is {len(ids)} tokens for this tokenizer, not one"
-                             f"{' (' + repr(model.to_str_tokens(token, prepend_bos=False)) + ')' if ids else ''}"  # noqa: E501
-                             "; give a single token (often with its leading space) or its id")
+                             f"{f' ({pieces})' if pieces else ''}; give a single token (often "
+                             "with its leading space) or its id")
         return int(ids[0])
     if isinstance(token, bool) or not isinstance(token, int | np.integer):
         raise TypeError(f"{name}: a token is an id or a single-token string, got {token!r}")
@@ -428,7 +429,8 @@ def key_tokens(model: Any, layer: int, neurons: int | Sequence[int] | torch.Tens
     b_in = model.b_in[layer].detach().float()
     found, scores = [], []
     for chunk in ids.split(batch_size):
-        pre = tokens_in @ w_in[:, chunk] + b_in[chunk]           # [vocab, chunk]
+        chunk = chunk.to(w_in.device)
+        pre = tokens_in.to(w_in.device) @ w_in[:, chunk] + b_in[chunk]   # [vocab, chunk]
         top = pre.topk(k, dim=0)
         found.append(top.indices.T.cpu())
         scores.append(top.values.T.cpu())
@@ -1183,7 +1185,11 @@ def backward_lens(
     def keep(act, hook):
         store[hook.name] = act
 
-    fwd = [(hook_name(site, la), keep) for la in range(n_layers) for site in sites]
+    def start(act, hook):  # frozen parameters: let the gradient start at the embedding
+        return act if act.requires_grad else act.detach().requires_grad_(True)
+
+    fwd = [(hook_name("embed"), start)]
+    fwd += [(hook_name(site, la), keep) for la in range(n_layers) for site in sites]
     with torch.enable_grad(), model.hooks(fwd_hooks=fwd):
         logits = model(tokens)
         loss = _loss(logits, tokens, target_id, position)

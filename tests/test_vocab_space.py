@@ -246,6 +246,20 @@ def test_factorised_gradients_equal_autograd_on_the_parameters(model, target):
     assert attached_hooks(model) == {}
 
 
+def test_frozen_parameters_give_the_same_factors(model):
+    lens = vs.backward_lens(model, TEXT, 4)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        frozen = vs.backward_lens(model, TEXT, 4)
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    assert torch.equal(frozen.grad_pre, lens.grad_pre) and torch.equal(frozen.grad_out,
+                                                                       lens.grad_out)
+
+
 def test_rank_is_at_most_n_and_singular_values_match_the_dense_svd(model):
     text = "one two three"
     lens = vs.backward_lens(model, text)
