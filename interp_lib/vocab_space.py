@@ -556,7 +556,7 @@ def neuron_contexts(
     *,
     neurons: int | Sequence[int] | torch.Tensor | None = None,
     k: int = 10,
-    batch_size: int = 16,
+    batch_size: int = 32,
 ) -> NeuronContexts:
     """Each neuron's ``k`` most activating contexts (its ``hook_post`` value) over ``tokens``
     (e.g. :func:`interp_lib.data.token_windows` of the shipped text), ``batch_size`` windows
@@ -1003,10 +1003,14 @@ class BackwardLens:
 
     def singular_values(self, layer: int, weight: str = "W_out"
                         ) -> Float[torch.Tensor, " rank"]:
-        """The gradient's singular values, largest first, from its factors (float64): at
-        most ``n`` of them are non-zero."""
+        """The gradient's singular values, largest first, from its factors alone (float64):
+        with ``xᵀ = Q_x R_x`` and ``δᵀ = Q_δ R_δ`` (QR), ``xᵀ δ = Q_x (R_x R_δᵀ) Q_δᵀ`` has the
+        singular values of the small ``R_x R_δᵀ``, at most ``n`` of them; the ``[d_in,
+        d_out]`` matrix is never built."""
         x, delta = self.factors(layer, weight)
-        return FactoredMatrix(x.T.double(), delta.double()).S
+        _, r_x = torch.linalg.qr(x.T.double())
+        _, r_delta = torch.linalg.qr(delta.T.double())
+        return torch.linalg.svdvals(r_x @ r_delta.T)
 
     def rank(self, layer: int, weight: str = "W_out", *, rtol: float | None = None) -> int:
         """The gradient's numerical rank: singular values above ``rtol`` times the largest

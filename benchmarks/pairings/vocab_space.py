@@ -87,7 +87,7 @@ def pairings(model, quick, Pairing, max_abs):
         Pairing("neuron_contexts", "neuron_contexts (chunks, running top-k)",
                 "neuron_contexts_naive (whole [tokens, d_mlp])",
                 f"{windows.shape[0]} x {windows.shape[1]} tokens, {cfg.d_mlp} neurons",
-                lambda: neuron_contexts(model, windows, layer, k=10, batch_size=8),
+                lambda: neuron_contexts(model, windows, layer, k=10),
                 lambda: neuron_contexts_naive(model, windows, layer, k=10), contexts_diff, 1e-5),
         Pairing("value_tokens", "value_tokens (row batches)", "value_tokens_dense",
                 f"{n_neurons} neurons x {cfg.d_vocab}",
