@@ -556,7 +556,7 @@ def neuron_contexts(
     *,
     neurons: int | Sequence[int] | torch.Tensor | None = None,
     k: int = 10,
-    batch_size: int = 32,
+    batch_size: int = 16,
 ) -> NeuronContexts:
     """Each neuron's ``k`` most activating contexts (its ``hook_post`` value) over ``tokens``
     (e.g. :func:`interp_lib.data.token_windows` of the shipped text), ``batch_size`` windows

@@ -39,12 +39,16 @@ def pairings(model, quick, Pairing, max_abs):
     except FileNotFoundError:  # no course model shipped: any English will do for timings
         text = ("The committee met again on Tuesday and the chairman read the report aloud. "
                 "Whales were seen off the coast at dawn, and the sailors counted them twice. ")
-    n_windows, length = (4, 32) if quick else ((24, 128) if big else (64, 128))
+    # the course model: every window of the shipped text; GPT-2 small's size: 24 of them
+    n_windows, length = (4, 32) if quick else ((24, 128) if big else (None, 128))
     while True:
         try:
-            windows = token_windows(model, text, n_windows=n_windows, length=length)
+            windows = token_windows(model, text, n_windows=n_windows or 10_000, length=length)
             break
-        except NotEnoughTextError:
+        except NotEnoughTextError as short:
+            if n_windows is None and short.available >= 8:
+                windows = token_windows(model, text, n_windows=short.available, length=length)
+                break
             text = text + "\n" + text
     one = windows[:1, : 16 if quick else 64]
     layer = cfg.n_layers - 1
