@@ -14,6 +14,10 @@ reference                      library sweep
 :func:`mlp_position_patching_loop`  :func:`interp_lib.patching.mlp_position_patching`
 :func:`composition_scores_loop`     :func:`interp_lib.circuits.composition_scores`
 :func:`lens_dataset_naive`     :func:`interp_lib.logit_lens.lens_dataset`
+:func:`mlp_weight_gradients_autograd`  :func:`interp_lib.vocab_space.backward_lens`
+:func:`neuron_contexts_naive`  :func:`interp_lib.vocab_space.neuron_contexts`
+:func:`value_tokens_dense`     :func:`interp_lib.vocab_space.value_tokens`
+:func:`top_token_pairs_dense`  :func:`interp_lib.vocab_space.top_token_pairs`
 =============================  ==============================================================
 """
 
@@ -42,6 +46,10 @@ __all__ = [
     "head_scores_loop",
     "lens_dataset_naive",
     "mlp_position_patching_loop",
+    "mlp_weight_gradients_autograd",
+    "neuron_contexts_naive",
+    "top_token_pairs_dense",
+    "value_tokens_dense",
 ]
 
 
@@ -222,3 +230,122 @@ def lens_dataset_naive(
         mean_entropy=(-(lp.exp() * lp).sum(-1)).mean((1, 2)).cpu(),
         first_stable=torch.bincount(first, minlength=n_sites + 1),
     )
+
+
+# ---------------------------------------------------------------- vocabulary space
+
+
+def mlp_weight_gradients_autograd(
+    model: Any,
+    inputs: str | Int[torch.Tensor, "1 pos"],
+    target: int | None = None,
+    *,
+    position: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """:func:`~interp_lib.vocab_space.backward_lens` the straightforward way: for each layer,
+    one forward and one backward pass with autograd on that layer's two MLP parameters, then
+    a full SVD of each gradient for its rank. Returns ``{"W_in": [layer, d_model, d_mlp],
+    "W_out": [layer, d_mlp, d_model], "rank_W_in": [layer], "rank_W_out": [layer]}`` (the
+    layout of ``model.W_in`` / ``model.W_out``). The loss is the mean next-token loss, or
+    ``-log p(target)`` at ``position`` (default the last) for a target id."""
+    from interp_lib.vocab_space import mlp_weight
+
+    tokens = to_tokens(model, inputs)
+    out: dict[str, list[torch.Tensor]] = {"W_in": [], "W_out": [], "rank_W_in": [],
+                                          "rank_W_out": []}
+    for layer in range(model.cfg.n_layers):
+        weights = [mlp_weight(model, layer, name) for name in ("W_in", "W_out")]
+        with torch.enable_grad():
+            logits = model(tokens)
+            if target is None:
+                lp = logits[:, :-1].float().log_softmax(-1)
+                loss = -lp.gather(-1, tokens[:, 1:, None]).mean()
+            else:
+                p = tokens.shape[1] - 1 if position is None else position
+                loss = -logits[0, p].float().log_softmax(-1)[int(target)]
+            grads = torch.autograd.grad(loss, [w.parameter for w in weights])
+        for weight, grad in zip(weights, grads, strict=True):
+            dense = weight.as_model_layout(grad).detach().float()
+            singular = torch.linalg.svd(dense, full_matrices=False).S
+            tol = singular.max() * max(dense.shape) * torch.finfo(torch.float32).eps
+            out[weight.name].append(dense.cpu())
+            out[f"rank_{weight.name}"].append((singular > tol).sum().cpu())
+    return {key: torch.stack(values) for key, values in out.items()}
+
+
+@torch.no_grad()
+def neuron_contexts_naive(
+    model: Any,
+    tokens: Int[torch.Tensor, "window pos"],
+    layer: int,
+    *,
+    neurons: Sequence[int] | torch.Tensor | None = None,
+    k: int = 10,
+):
+    """:func:`~interp_lib.vocab_space.neuron_contexts` with everything in memory: one
+    forward pass over every window at once, the whole text's ``[tokens, d_mlp]`` activation
+    matrix, and one top-``k`` per neuron."""
+    from interp_lib.vocab_space import NeuronContexts
+
+    tokens = to_tokens(model, tokens, name="tokens")
+    layer = check_layer(layer, model.cfg)
+    ids = (torch.arange(model.cfg.d_mlp) if neurons is None
+           else torch.as_tensor(neurons, dtype=torch.long).flatten())
+    name = hook_name("mlp_post", layer)
+    _, cache = model.run_with_cache(tokens, names_filter=name)
+    acts = cache[name][..., ids.to(model.cfg.device)].float()
+    bos = model.tokenizer.bos_token_id
+    if bos is not None:
+        acts[tokens == bos] = float("-inf")
+    n_pos = tokens.shape[1]
+    matrix = acts.reshape(-1, len(ids))                           # [tokens, neuron]
+    top = matrix.topk(k, dim=0)
+    where = top.indices.T.cpu()
+    readable = int((tokens != bos).sum()) if bos is not None else tokens.numel()
+    return NeuronContexts(layer, ids, top.values.T.cpu(), where // n_pos, where % n_pos,
+                          tokens.cpu(), readable, model.tokenizer)
+
+
+@torch.no_grad()
+def value_tokens_dense(model: Any, layer: int, *, k: int = 10,
+                       neurons: Sequence[int] | torch.Tensor | None = None):
+    """:func:`~interp_lib.vocab_space.value_tokens` with the whole ``[neurons, d_vocab]``
+    product ``W_out[layer] @ W_U`` (default every neuron) in memory at once."""
+    from interp_lib.vocab_space import NeuronTokens, TopTokens
+
+    layer = check_layer(layer, model.cfg)
+    ids = (torch.arange(model.cfg.d_mlp) if neurons is None
+           else torch.as_tensor(neurons, dtype=torch.long).flatten())
+    values = model.W_out[layer].detach().float()[ids]
+    centred = values - values.mean(-1, keepdim=True)  # what the final LayerNorm sees
+    if getattr(model.cfg, "normalization_type", "LN") not in ("LN", "LNPre"):
+        centred = values
+    logits = centred @ model.W_U.detach().float()
+    top, low = logits.topk(k, dim=-1), logits.topk(k, dim=-1, largest=False)
+    labels = [f"{layer}.{j}" for j in ids.tolist()]
+
+    def tokens(ids):
+        return [[model.tokenizer.decode([i]) for i in row] for row in ids.tolist()]
+
+    return NeuronTokens(layer, ids,
+                        TopTokens(top.indices.cpu(), top.values.cpu(), tokens(top.indices),
+                                  labels, "direct logit effect"),
+                        TopTokens(low.indices.cpu(), low.values.cpu(), tokens(low.indices),
+                                  labels, "direct logit effect"),
+                        values.norm(dim=-1).cpu())
+
+
+@torch.no_grad()
+def top_token_pairs_dense(model: Any, circuit: Any, k: int = 20, *,
+                          rows: Sequence[int] | torch.Tensor | None = None):
+    """:func:`~interp_lib.vocab_space.top_token_pairs` by multiplying the circuit's rows out
+    at once (``[rows, d_vocab]`` in memory) and sorting all of it."""
+    from interp_lib.vocab_space import TokenPairs
+
+    vocab = model.cfg.d_vocab
+    index = torch.arange(vocab) if rows is None else torch.as_tensor(rows).long().flatten()
+    dense = circuit.A[index] @ circuit.B if hasattr(circuit, "A") else circuit[index]
+    top = dense.float().flatten().topk(k)
+    r, c = index[(top.indices // vocab).cpu()], (top.indices % vocab).cpu()
+    return TokenPairs(r, c, top.values.cpu(), [model.tokenizer.decode([i]) for i in r.tolist()],
+                      [model.tokenizer.decode([i]) for i in c.tolist()])
