@@ -18,19 +18,23 @@ object ``o*`` about a subject ``s``:
    ``v* = v₀ + δ``: the mean negative log-probability of ``o*`` over the prefixed prompts, plus
    the paper's KL term that keeps what the model says after "{subject} is a" (the subject's
    other properties), plus a small penalty on ``‖δ‖² / ‖v₀‖²``; ``δ`` is kept within ``clamp``
-   times ``‖v₀‖`` (the authors' choices: 20 Adam steps at learning rate 0.5, KL weight 0.0625,
-   clamp 4);
+   times ``‖v₀‖`` (the authors' 20 Adam steps, KL weight 0.0625 and clamp 4; the learning
+   rate, 0.5, is here in units of ``v₀``'s root-mean-square entry, so that one setting suits
+   models of any size);
 3. **the covariance** of keys ``C = E[k kᵀ]`` (:func:`key_covariance`) over text the model
    reads, here the shipped held-out text, accumulated chunk by chunk (memory ``d_mlp²``,
    whatever the text's length);
 4. **the update** (:func:`rank_one_update`), the least change of ``W_out`` (weighted by how
    often each key direction occurs, ``C``) that maps ``k*`` to ``v*``:
    ``W' = W + (C⁻¹ k*) Λᵀ`` with ``Λ = (v* − k* W) / (k*ᵀ C⁻¹ k*)``, so ``k* W' = v*`` exactly,
-   and a key ``x`` with ``xᵀ C⁻¹ k* = 0`` is mapped as before.
+   and a key ``x`` with ``xᵀ C⁻¹ k* = 0`` is mapped as before (:func:`rome` adds a small ridge
+   to ``C``: an MLP's dead neurons make it nearly singular).
 
-The layer is the one where restoring the MLP output at the subject's last token brings back
-the most of the answer in a causal trace (:func:`edit_layer`, on
-:func:`interp_lib.patching.causal_trace`, which is reused, not re-implemented), or one you give.
+The layer, and the position (the subject's last token, ROME's, or the prompt's last token, the
+other option of the authors' code), are where restoring the MLP output brings back the most of
+the answer in a causal trace (:func:`edit_layer`, on :func:`interp_lib.patching.causal_trace`,
+which is reused, not re-implemented), or ones you give. On the course model the traces of the
+facts it knows send the edit to the last token (notebook 11 shows why).
 
 :func:`rome` does it all and returns a :class:`RomeEdit`; :func:`finetune_edit` is the
 baseline the paper compares with: gradient steps on the same layer's ``W_out`` (every entry
@@ -1346,16 +1350,17 @@ def finetune_edit(
     *,
     steps: int = 25,
     lr: float = 1e-3,
-    linf: float | None = 1e-3,
+    linf: float | None = None,
     prefixes: Sequence[str] = ("",),
     stop_loss: float = 0.01,
 ) -> FineTuneEdit:
     """The paper's baseline: fine-tune layer ``layer``'s MLP output matrix (every entry) with
     Adam on the mean negative log-probability of ``new_object``'s tokens after the fact's prompt
     (behind each of ``prefixes``). With ``linf`` each entry stays within ``linf`` of its
-    original value (clamped after each step; "FT+L"); ``None`` leaves it free. The change is
-    learnt as a separate matrix added through a hook, so the model is never modified; apply the
-    result with ``with edit.applied(model):``."""
+    original value (clamped after each step; "FT+L"; a sensible size depends on the model's
+    weights, e.g. a fraction of ``W_out[layer].std()``); ``None`` (default) leaves it free.
+    The change is learnt as a separate matrix added through a hook, so the model is never
+    modified; apply the result with ``with edit.applied(model):``."""
     check_model(model)
     fact = Fact.of(fact)
     layer = check_layer(layer, model.cfg)
@@ -1571,7 +1576,7 @@ def evaluate_edit(
     """The measures of :class:`EditScores` for ``edit`` (applied for the measurement and
     removed again; ``None``: the unedited model) on ``case``, with the held-out loss on
     ``heldout`` and fluency from greedy generations of ``max_new_tokens`` tokens."""
-    return compare_edits(model, case, {"edit" if edit is None else edit.method: edit},
+    return compare_edits(model, case, {"unedited" if edit is None else edit.method: edit},
                          heldout=heldout, max_new_tokens=max_new_tokens,
                          batch_size=batch_size).scores[0]
 

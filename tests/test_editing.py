@@ -425,7 +425,7 @@ def test_evaluate_edit_of_nothing_is_the_unedited_model(tiny_model):
     case = EditCase(FACT, " dog", ("The dog and The cat sat on the",),
                     (("Whales were seen off the", " coast"),), ("The cat",))
     scores = editing.evaluate_edit(tiny_model, case, None, heldout=TEXTS[:1], max_new_tokens=3)
-    assert scores.method == "edit" and scores.neighbourhood_kl == 0.0
+    assert scores.method == "unedited" and scores.neighbourhood_kl == 0.0
     assert 0.0 <= scores.efficacy <= 1.0 and len(scores.generations) == 1
 
 
