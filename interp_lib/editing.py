@@ -199,8 +199,8 @@ class EditCase:
             raise ValueError("new_object must be a non-empty string (with its leading space)")
         if self.new_object == self.fact.object:
             raise ValueError("new_object is the fact's own object: an edit must change it")
-        validate.texts(list(self.paraphrases), "paraphrases")
-        validate.texts(list(self.generation_prompts), "generation_prompts")
+        validate.texts(self.paraphrases, "paraphrases")
+        validate.texts(self.generation_prompts, "generation_prompts")
         if not self.neighbours:
             raise ValueError("neighbours is empty: give (prompt, answer) pairs about other "
                              "subjects")
@@ -786,7 +786,7 @@ def context_prefixes(
     n = validate.nonnegative_int(n, "n")
     length = validate.positive_int(length, "length")
     validate.nonnegative_int(seed, "seed")
-    starts = validate.texts(list(starts), "starts")
+    starts = validate.texts(starts, "starts")
     out = [""]
     for i in range(n):
         start = starts[i % len(starts)]
@@ -1132,7 +1132,7 @@ def _value_loss(logits: torch.Tensor, rows: _Rows, kl_init: torch.Tensor | None,
     nll = -token_lp.mean()
     p_new = token_lp.exp().mean()
     kl_lp = lp[n:]
-    if kl_init is None or not len(kl_lp) or kl_weight == 0:
+    if kl_init is None or not len(kl_lp):
         kl = torch.zeros((), device=logits.device)
     else:  # KL(edited || unedited), as the paper writes it
         kl = (kl_lp.exp() * (kl_lp - kl_init)).sum(-1).mean()

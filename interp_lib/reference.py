@@ -332,7 +332,7 @@ def optimise_value_loop(
                 nll = nll - lp / len(cases)
                 p_new = p_new + lp.exp() / len(cases)
             kl = torch.zeros(())
-            if kl_case is not None and kl_weight:
+            if kl_case is not None:
                 logits, _ = run(*kl_case, delta)
                 lp = logits[0, -1].float().log_softmax(-1)
                 kl = (lp.exp() * (lp - kl_init)).sum()
