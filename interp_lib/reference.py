@@ -44,10 +44,12 @@ __all__ = [
     "composition_scores_loop",
     "head_ablation_loop",
     "head_scores_loop",
+    "key_covariance_naive",
     "lens_dataset_naive",
     "mlp_position_patching_loop",
     "mlp_weight_gradients_autograd",
     "neuron_contexts_naive",
+    "optimise_value_loop",
     "top_token_pairs_dense",
     "value_tokens_dense",
 ]
@@ -349,3 +351,135 @@ def top_token_pairs_dense(model: Any, circuit: Any, k: int = 20, *,
     r, c = index[(top.indices // vocab).cpu()], (top.indices % vocab).cpu()
     return TokenPairs(r, c, top.values.cpu(), [model.tokenizer.decode([i]) for i in r.tolist()],
                       [model.tokenizer.decode([i]) for i in c.tolist()])
+
+
+# ---------------------------------------------------------------- model editing (notebook 11)
+
+
+@torch.no_grad()
+def key_covariance_naive(model: Any, layer: int, texts: Sequence[str], *, length: int = 128):
+    """:func:`~interp_lib.editing.key_covariance` the obvious way: cut each text into rows of
+    ``length`` tokens (BOS first), run every row on its own through the whole model with
+    ``run_with_cache``, keep every key (``hook_post``, BOS left out) of the whole text in one
+    ``[tokens, d_mlp]`` matrix, and multiply it out at the end."""
+    from interp_lib.editing import KeyStatistics
+    from interp_lib.validate import model_signature
+
+    check_model(model)
+    layer = check_layer(layer, model.cfg)
+    name = hook_name("mlp_post", layer)
+    bos = model.tokenizer.bos_token_id
+    keys = []
+    for text in texts:
+        ids = model.tokenizer(text)["input_ids"]
+        if ids and ids[0] == bos:
+            ids = ids[1:]
+        for start in range(0, len(ids), length - 1):
+            row = torch.tensor([[bos, *ids[start: start + length - 1]]], device=model.cfg.device)
+            _, cache = model.run_with_cache(row, names_filter=name)
+            keys.append(cache[name][0, 1:].double().cpu())
+    everything = torch.cat(keys)
+    return KeyStatistics(layer, everything.T @ everything / len(everything),
+                         everything.mean(0), len(everything), model_signature(model))
+
+
+def optimise_value_loop(
+    model: Any,
+    fact: Any,
+    new_object: str,
+    layer: int,
+    *,
+    prefixes: Sequence[str] = ("",),
+    steps: int = 20,
+    lr: float = 0.5,
+    kl_weight: float = 0.0625,
+    decay: float = 0.5,
+    clamp: float = 4.0,
+    kl_prompt: str | None = "{} is a",
+    stop_loss: float = 0.05,
+    at: str = "subject_last",
+):
+    """:func:`~interp_lib.editing.optimise_value` one prompt at a time: every step runs each
+    rewriting prompt (prefix + prompt + the new object's first ``i`` tokens) through its own
+    forward pass, unpadded, with ``δ`` added at its edit position, and the KL prompt through
+    another, then sums the loss terms."""
+    from interp_lib.editing import ValueSearch
+    from interp_lib.patching import subject_positions
+
+    check_model(model)
+    layer = check_layer(layer, model.cfg)
+    new_ids = model.tokenizer(new_object, add_special_tokens=False)["input_ids"]
+    name = hook_name("mlp_out", layer)
+    prompt = fact.template.replace("{}", fact.subject)
+    cases = []  # (tokens, edit position, predicting position, target)
+    for prefix in prefixes:
+        base = model.to_tokens(prefix + prompt)[0].tolist()
+        pos = len(base) - 1 if at == "last" else \
+            subject_positions(model, prefix + prompt, fact.subject)[-1]
+        for i, token in enumerate(new_ids):
+            cases.append((torch.tensor([base + new_ids[:i]], device=model.cfg.device), pos,
+                          len(base) + i - 1, token))
+    kl_case = None
+    if kl_prompt is not None and at == "subject_last":
+        text = kl_prompt.replace("{}", fact.subject)
+        kl_tokens = model.to_tokens(text)
+        kl_case = (kl_tokens, subject_positions(model, text, fact.subject)[-1])
+
+    def run(tokens, pos, delta=None):
+        seen = {}
+
+        def hook(out, hook=None):
+            seen["out"] = out
+            if delta is None:
+                return out
+            out = out.clone()
+            out[0, pos] = out[0, pos] + delta
+            return out
+
+        with model.hooks(fwd_hooks=[(name, hook)]):
+            logits = model(tokens)
+        return logits, seen["out"]
+
+    with torch.no_grad():
+        _, out = run(cases[0][0], cases[0][1])
+        initial = out[0, cases[0][1]].float().clone()
+        kl_init = None
+        if kl_case is not None:
+            logits, _ = run(*kl_case)
+            kl_init = logits[0, -1].float().log_softmax(-1)
+    delta = torch.zeros(model.cfg.d_model, requires_grad=True)
+    scale = float(initial.norm()) or 1.0
+    optimiser = torch.optim.Adam([delta], lr=lr * scale / model.cfg.d_model ** 0.5)
+    history = {k: [] for k in ("loss", "nll", "kl", "decay", "p_new")}
+    with torch.enable_grad():
+        for step in range(steps):
+            optimiser.zero_grad()
+            nll, p_new = 0.0, 0.0
+            for tokens, pos, last, target in cases:
+                logits, _ = run(tokens, pos, delta)
+                lp = logits[0, last].float().log_softmax(-1)[target]
+                nll = nll - lp / len(cases)
+                p_new = p_new + lp.exp() / len(cases)
+            kl = torch.zeros(())
+            if kl_case is not None:
+                logits, _ = run(*kl_case, delta)
+                lp = logits[0, -1].float().log_softmax(-1)
+                kl = (lp.exp() * (lp - kl_init)).sum()
+            penalty = decay * delta.pow(2).sum() / scale**2
+            loss = nll + kl_weight * kl + penalty
+            for key, v in (("loss", loss), ("nll", nll), ("kl", kl), ("decay", penalty),
+                           ("p_new", p_new)):
+                history[key].append(float(v.detach()))
+            if loss.item() < stop_loss or step == steps - 1:
+                break
+            loss.backward(inputs=[delta])
+            optimiser.step()
+            with torch.no_grad():
+                norm = float(delta.norm())
+                if norm > clamp * scale:
+                    delta.mul_(clamp * scale / norm)
+    delta = delta.detach()
+    return ValueSearch(initial + delta, initial, history,
+                       [model.to_string(t[0][1:]) for t, _, _, _ in cases])
+
+
