@@ -18,6 +18,8 @@ reference                      library sweep
 :func:`neuron_contexts_naive`  :func:`interp_lib.vocab_space.neuron_contexts`
 :func:`value_tokens_dense`     :func:`interp_lib.vocab_space.value_tokens`
 :func:`top_token_pairs_dense`  :func:`interp_lib.vocab_space.top_token_pairs`
+:func:`key_covariance_naive`   :func:`interp_lib.editing.key_covariance`
+:func:`optimise_value_loop`    :func:`interp_lib.editing.optimise_value`
 =============================  ==============================================================
 """
 
