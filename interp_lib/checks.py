@@ -150,8 +150,8 @@ def check_batched_loss(
     if batch_losses is not None:
         validate.function(batch_losses, "batch_losses", "(model, texts, padding_side) -> [batch]")
     # BOS explicitly: TransformerLens's default (cfg.default_prepend_bos) differs by model
-    alone = [float(-token_log_probs(model, model.to_tokens(t, prepend_bos=True)).sum())
-             for t in texts]
+    alone = [float(-token_log_probs(
+        model, model.to_tokens(t, prepend_bos=True, truncate=False)).sum()) for t in texts]
     batched = (batch_losses or padded_sequence_losses)(model, texts, padding_side)
     batched = torch.as_tensor(batched).flatten().tolist()
     return _result(f"batched loss ({padding_side} padding)", alone, batched, tolerance,
@@ -243,7 +243,7 @@ def check_overfit_tiny(
     validate.nonnegative_int(seed, "seed")
     if step is not None:
         validate.function(step, "step", "(model, optimizer, tokens) -> float")
-    rows = [model.to_tokens(t)[0, :length].cpu() for t in texts]
+    rows = [model.to_tokens(t, truncate=False)[0, :length].cpu() for t in texts]
     width = min(len(r) for r in rows)
     if width < 4:
         raise ValueError("every text needs at least 3 tokens after BOS")

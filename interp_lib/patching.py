@@ -247,7 +247,7 @@ def subject_positions(model: Any, prompt: str, subject: str) -> list[int]:
         raise ValueError(f"subject {subject!r} does not occur in the prompt {prompt!r}")
     end = start + len(subject)
     encoded = model.tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=False)
-    tokens = model.to_tokens(prompt)[0].tolist()
+    tokens = model.to_tokens(prompt, truncate=False)[0].tolist()
     shift = len(tokens) - len(encoded["input_ids"])
     if tokens[shift:] != list(encoded["input_ids"]):
         raise ValueError("could not align the tokenizer's offsets with model.to_tokens(prompt)")

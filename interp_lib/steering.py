@@ -149,7 +149,7 @@ def fit_latent_vector(
     lr = validate.finite_float(lr, "lr", positive=True)
     check_every = validate.positive_int(check_every, "check_every")
     validate.nonnegative_int(seed, "seed")
-    ids = model.to_tokens(target, prepend_bos=False)[0].tolist()
+    ids = model.to_tokens(target, prepend_bos=False, truncate=False)[0].tolist()
     if len(ids) + 1 > cfg.n_ctx:
         raise ValueError(f"the target has {len(ids)} tokens; the context is {cfg.n_ctx}")
     bos = model.tokenizer.bos_token_id
@@ -249,7 +249,8 @@ def token_set_log_prob(model: Any, words: Sequence[str]) -> Callable:
     the first tokens of ``words`` (e.g. ``[" whale", " sea"]``), averaged over positions."""
     check_model(model)
     words = validate.texts(words, "words")
-    ids = sorted({model.to_tokens(w, prepend_bos=False)[0, 0].item() for w in words})
+    ids = sorted({model.to_tokens(w, prepend_bos=False, truncate=False)[0, 0].item()
+                  for w in words})
     index = torch.tensor(ids)
 
     def measure(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
