@@ -1,6 +1,7 @@
 """Head ablation, head importance from a mask gradient, and pruning.
 
-Three ways to ask "which heads does this behaviour need?" (seed 000; Michel, Levy & Neubig 2019):
+Three ways to ask "which heads does this behaviour need?" (Alethea Power,
+"Looking for Grammar in All the Right Places", 2020; Michel, Levy & Neubig 2019):
 
 - :func:`head_ablation`: replace one head's output (``hook_z``) at a time, with zeros, with its
   mean over a reference batch, or with its value on another example (resampling), and record the

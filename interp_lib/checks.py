@@ -1,5 +1,5 @@
-"""Checks that catch a broken model or a broken evaluation (seed 001's lecture on debugging NLP
-models), and a slice analysis of a model's errors.
+"""Checks that catch a broken model or a broken evaluation (the CMU Advanced NLP lecture on
+debugging NLP models), and a slice analysis of a model's errors.
 
 - :func:`check_batched_loss`: a padded batch (left or right padding, with an attention mask)
   must give every sequence the loss it gets alone.

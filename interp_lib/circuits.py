@@ -10,10 +10,10 @@ times the folded weights, so products of weights are what the model computes up 
 scalar per position. On unfolded weights the same products would miss the LayerNorm weights
 and give different numbers (TransformerLens issue #1272). The full circuits below start from a
 token representation (:func:`token_representations`): ``"raw"`` is ``W_E`` as it is (ARENA's
-and seed 003's convention, fine for attention-only models); ``"normalized"`` centres and scales
-each row as LayerNorm would; ``"effective"`` (the default) uses the residual stream after block
-0, normalized, for heads after layer 0, because an MLP in block 0 rewrites the embedding. Biases
-are left out.
+and the repeated-tokens post's convention, fine for attention-only models); ``"normalized"``
+centres and scales each row as LayerNorm would; ``"effective"`` (the default) uses the residual
+stream after block 0, normalized, for heads after layer 0, because an MLP in block 0 rewrites the
+embedding. Biases are left out.
 
 Rotary models (the course model) have no ``W_pos``: a head's attention score between a
 query at ``i`` and a key at ``j`` is ``q^T R(j - i) k`` with a rotation ``R`` on the first
@@ -277,7 +277,8 @@ def k_composition_circuit(model: Any, previous_head: Any, induction_head: Any, *
                           offset: int = 0, embedding: Embedding = "effective"
                           ) -> FactoredMatrix:
     """The K-composition full circuit ``W_E W_Q^B R (W_E W_V^A W_O^A W_K^B)^T`` of a
-    previous-token head A into an induction head B (seed 003), ``[query token, previous token
+    previous-token head A into an induction head B (the repeated-tokens
+    blog post, 2024), ``[query token, previous token
     of the key]``: how much a query token attends to a key whose *previous* token (moved there
     by A) is a given token. For an induction circuit it peaks on the diagonal."""
     layer_a, index_a = _head(model, previous_head)

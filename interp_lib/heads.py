@@ -1,7 +1,8 @@
 """Attention-head scores: induction, previous-token, duplicate-token, current-token, first-token
 and attention entropy for every head, from one forward pass per batch chunk.
 
-The classic test bed (ARENA 1.2; seed 003) is a sequence of random tokens that repeats: BOS,
+The classic test bed (ARENA 1.2; the repeated-tokens blog post "How to Interpret
+GPT2-Small", 2024) is a sequence of random tokens that repeats: BOS,
 then ``n`` random tokens, then the same ``n`` again. A model cannot predict the first half but
 can predict the second half by copying; the heads that do it attend from each second-half token
 to the token *after* its earlier copy (induction heads), helped by heads that attend to the
@@ -92,7 +93,7 @@ class RepeatPerformance:
     ``log_probs[b, p]`` is the log-probability the model gives the true token ``p + 1`` at
     position ``p`` (``2 n`` predictions per sequence). The first half is the ``n`` predictions
     of the first copy (impossible beyond chance), the second half the ``n`` predictions of the
-    second copy, the first of which is still a guess (as in ARENA and seed 003).
+    second copy, the first of which is still a guess (as in ARENA and the repeated-tokens post).
     """
 
     log_probs: Float[torch.Tensor, "batch pred"]

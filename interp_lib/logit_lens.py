@@ -1,8 +1,8 @@
 """The logit lens: decode the residual stream at every depth as if it were the last layer.
 
-nostalgebraist's logit lens (2020; seed 002) asks, at each layer, "what would the model predict
-if it stopped here?" by sending the residual stream through the unembedding. This module reads a
-batch at every *site* and reports, per (site, batch, position):
+nostalgebraist's logit lens ("interpreting GPT: the logit lens", 2020) asks, at each layer,
+"what would the model predict if it stopped here?" by sending the residual stream through the
+unembedding. This module reads a batch at every *site* and reports, per (site, batch, position):
 
 - ``top1``: the site's top-1 token; ``top_ids`` / ``top_probs``: its top-k;
 - ``final_top1_prob``, ``final_top1_logit``, ``final_top1_rank``: how the site rates the token

@@ -1,6 +1,7 @@
 """Activation patching: put one activation from one run into another and measure what changes.
 
-- :func:`mlp_position_patching` (seed 003): on repeated tokens (BOS + n + the same n), replace
+- :func:`mlp_position_patching` (after the repeated-tokens blog post "How to Interpret
+  GPT2-Small", 2024): on repeated tokens (BOS + n + the same n), replace
   the MLP output of layer ``L`` at a second-half position with the one the same run computed at
   the matching first-half position, and record the change of the second-half loss. If the MLPs
   mattered for copying, this swap would hurt little (the two positions hold the same token), so
@@ -10,7 +11,7 @@
 - :func:`activation_patching`: clean vs corrupted prompt through TransformerLens's own
   ``patching.get_act_patch_*`` (not rewritten here), returned as a labelled, optionally
   normalised grid (0 = corrupted, 1 = clean).
-- :func:`causal_trace` (ROME, Meng et al. 2022; seed 001): add Gaussian noise to the subject's
+- :func:`causal_trace` (ROME, Meng et al. 2022): add Gaussian noise to the subject's
   token embeddings, then restore one (layer, position) activation from the clean run at a time
   and record the probability of the answer. Batched over positions and noise samples.
 

@@ -1,6 +1,6 @@
 """Grammar probes: where in depth a model's residual stream encodes parts of speech, tags and
-dependency labels (seed 000), with the controls that make a probe's accuracy mean something
-(seed 004; Hewitt & Liang 2019).
+dependency labels (Alethea Power, "Looking for Grammar in All the Right Places", 2020), with the
+controls that make a probe's accuracy mean something (Hewitt & Liang 2019).
 
 Pipeline:
 
@@ -12,7 +12,8 @@ Pipeline:
    keep every site's residual stream at those positions, in float16. Sites: ``0`` is the
    embedding (the input of block 0), ``k`` the residual after ``k`` blocks. Labels per word:
    ``pos``, ``tag``, ``dep`` of the word itself (incoming) and ``*_next`` of the next word
-   (outgoing); ``token``: the token itself (seed 002's input reconstruction). Split by sentence.
+   (outgoing); ``token``: the token itself (the input reconstruction of the logit-lens post).
+   Split by sentence.
 3. :func:`train_probes` — one linear probe per site, all sites trained as one batched model
    (multinomial logistic regression, L-BFGS; or closed-form ridge), with accuracy and macro-F1
    on the test sentences against the majority class; ``control=True`` trains on a control task

@@ -1,4 +1,5 @@
-"""Steering: changing what a model does by adding vectors to its activations (seed 001).
+"""Steering: changing what a model does by adding vectors to its activations (after the CMU
+Advanced NLP lecture "Debugging and Understanding NLP Models").
 
 - **Latent steering vectors** (Subramani et al. 2022): :func:`fit_latent_vector` optimises one
   ``d_model`` vector, added to the residual stream at one layer, so that the *frozen* model
