@@ -271,6 +271,11 @@ def toy_forward(W: Float[torch.Tensor, "instance hidden feature"],
                 x: Float[torch.Tensor, "batch instance feature"]
                 ) -> Float[torch.Tensor, "batch instance feature"]:
     """The toy model's reconstruction ``ReLU(Wᵀ W x + b)``, for every instance at once."""
+    W = validate.finite_tensor(W, "W", shape=(None, None, None), dims="[instance, hidden, "
+                               "feature]")
+    b = validate.finite_tensor(b, "b", shape=(W.shape[0], W.shape[2]), dims="[instance, feature]")
+    x = validate.finite_tensor(x, "x", shape=(None, W.shape[0], W.shape[2]),
+                               dims="[batch, instance, feature]")
     hidden = torch.einsum("ihf,bif->bih", W, x)
     return torch.relu(torch.einsum("ihf,bih->bif", W, hidden) + b)
 
@@ -508,6 +513,8 @@ class SparseAutoencoder(torch.nn.Module):
 
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        if not isinstance(path, str | Path):
+            raise TypeError(f"path must be a folder path, got {type(path).__name__}")
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {name: p.detach().to("cpu", dtype).contiguous()
@@ -711,7 +718,7 @@ def collect_activations(
     tokens: Int[torch.Tensor, "window pos"],
     sites: str | Sequence[str],
     *,
-    batch_size: int = 32,
+    batch_size: int = 8,
     skip_bos: bool = True,
     budget_mb: float = 512.0,
     path: str | Path | None = None,
@@ -1865,6 +1872,7 @@ def features_vs_neurons(
     pairs: SwapPairs,
     *,
     ks: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    batch_size: int = 128,
 ) -> PatchingComparison:
     """:class:`PatchingComparison` for an SAE on an MLP's output (``hook_mlp_out`` of layer
     L) against the neurons of that MLP (``mlp.hook_post`` of layer L), on ``pairs``.
@@ -1874,7 +1882,7 @@ def features_vs_neurons(
     unit's change (features: ``Δa_j W_dec[j]``; neurons: ``Δpost_i W_out[i]``). For every k the
     ``k`` units with the most negative estimate (those that move the logit difference most
     towards the corrupted answer) are patched (all of a kind when k exceeds its count), all
-    pairs and both kinds in one stacked forward pass."""
+    pairs, ks and both kinds stacked into forward passes of ``batch_size`` prompts."""
     check_model(model)
     site = _check_sae_fits(model, sae)
     if not site.endswith(".hook_mlp_out"):
@@ -1889,6 +1897,7 @@ def features_vs_neurons(
     neuron_site = hook_name("mlp_post", layer)
     d_mlp = int(model.cfg.d_mlp)
     ks = [validate.int_in_range(k, "ks", 1, max(sae.d_sae, d_mlp)) for k in ks]
+    batch_size = validate.positive_int(batch_size, "batch_size")
     device = model.cfg.device
     clean, corrupted = pairs.clean.to(device), pairs.corrupted.to(device)
     good, bad = pairs.clean_answer.to(device), pairs.corrupted_answer.to(device)
@@ -1934,15 +1943,20 @@ def features_vs_neurons(
         shifts += [f_shift, n_shift]
     stacked = torch.cat(shifts)                                      # [(1 + 2K) pair, d_model]
     copies = len(shifts)
-
-    def patch(act, hook=None):
-        out = act.clone()
-        out[:, -1] = act[:, -1] + stacked.to(act.dtype)
-        return out
-
+    prompts, goods, bads = clean.repeat(copies, 1), good.repeat(copies), bad.repeat(copies)
+    parts = []
     with torch.no_grad():
-        logits = model.run_with_hooks(clean.repeat(copies, 1), fwd_hooks=[(site, patch)])
-        ld = _logit_diff(logits, good.repeat(copies), bad.repeat(copies)).reshape(copies, n)
+        for chunk in _batches(copies * n, batch_size):
+            shift = stacked[chunk]
+
+            def patch(act, hook=None, shift=shift):
+                out = act.clone()
+                out[:, -1] = act[:, -1] + shift.to(act.dtype)
+                return out
+
+            logits = model.run_with_hooks(prompts[chunk], fwd_hooks=[(site, patch)])
+            parts.append(_logit_diff(logits, goods[chunk], bads[chunk]))
+    ld = torch.cat(parts).reshape(copies, n)
     moved = (ld_clean[None] - ld).sum(1)                             # [copies]
     full = float(moved[0])
     if abs(full) < 1e-6:

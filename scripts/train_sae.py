@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_windows = text_windows(model, sample_text(), args.length, 4 if args.quick else None)
     chosen = sites(model)
     start = time.perf_counter()
-    acts = collect_activations(model, train_windows, list(chosen.values()))
+    acts = collect_activations(model, train_windows, list(chosen.values()), batch_size=32)
     collect_seconds = time.perf_counter() - start
     print(f"[sae] collected {acts.summary()} in {collect_seconds:.1f} s", flush=True)
     out = Path(args.out)

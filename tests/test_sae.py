@@ -636,6 +636,39 @@ def test_bad_arguments_are_refused_with_their_names(tiny_model, tiny_neox):
         acts.location(torch.tensor([9]))
 
 
+def test_the_smaller_pieces_refuse_bad_arguments(tiny_model, tmp_path):
+    site = hook_name("resid_pre", 1)
+    sae = _random_sae(tiny_model, site)
+    stats = unit_activations(tiny_model, _tokens(tiny_model, n=2), sae, top=3)
+    cases = [
+        (lambda: SparseAutoencoder.from_directions(torch.zeros(4, 2)), ValueError, "zero column"),
+        (lambda: SparseAutoencoder.from_directions(torch.ones(4)), ValueError, "directions"),
+        (lambda: sae.save(tmp_path / "x", dtype=torch.int8), ValueError, "dtype"),
+        (lambda: sae.save(3), TypeError, "path"),
+        (lambda: SparseAutoencoder.load(tmp_path / "missing"), FileNotFoundError, "no SAE"),
+        (lambda: SaeTrainer(sae, total_steps=0), ValueError, "total_steps"),
+        (lambda: SaeTrainer(sae, total_steps=5, lr=-1.0), ValueError, "lr"),
+        (lambda: SaeTrainer(sae, total_steps=5).step(torch.zeros(4, 3)), ValueError, "x must"),
+        (lambda: SaeTrainer("sae", total_steps=5), TypeError, "SparseAutoencoder"),
+        (lambda: stats.contexts(tiny_model, 0, n=0), ValueError, "n must"),
+        (lambda: stats.contexts(tiny_model, 10**6), ValueError, "unit"),
+        (lambda: stats.values_on(tiny_model, _tokens(tiny_model), []), ValueError, "unit"),
+        (lambda: stats.values_on(tiny_model, _tokens(tiny_model), 0, batch_size=0), ValueError,
+         "batch_size"),
+        (lambda: text_windows(tiny_model, "the cat", length=1), ValueError, "length"),
+        (lambda: text_windows("model", "the cat"), TypeError, "load_model"),
+        (lambda: toy_forward(torch.zeros(2, 2, 5), torch.zeros(2, 4), torch.zeros(3, 2, 5)),
+         ValueError, "b must"),
+        (lambda: toy_forward(torch.zeros(2, 2, 5), torch.zeros(2, 5), torch.zeros(3, 5)),
+         ValueError, "x must"),
+        (lambda: SparseAutoencoder(4, 8, activation="relu").encode_topk(torch.zeros(2, 4)),
+         ValueError, "TopK"),
+    ]
+    for make, kind, words in cases:
+        with pytest.raises(kind, match=words):
+            make()
+
+
 def test_toy_results_refuse_bad_arguments():
     toy = train_toy_models(4, 2, (0.5,), steps=5)
     with pytest.raises(ValueError, match="x must have shape"):
@@ -696,3 +729,27 @@ def test_an_intervention_reports_every_tokens_change(tiny_model):
     most = int(effect.logprob_change.argmin())
     assert effect.rank_lowered(most) == 0
     assert effect.lowered[0][1] == pytest.approx(float(effect.logprob_change[most]), abs=1e-6)
+
+
+def test_the_training_scripts_command_reproduces_its_arguments():
+    import importlib.util
+    import shlex
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_sae.py"
+    spec = importlib.util.spec_from_file_location("train_sae_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    import argparse
+
+    defaults = argparse.Namespace(**script.DEFAULTS, out=str(script.ROOT / "interp_lib" /
+                                                            "sae_model"), threads=None)
+    assert script.command(defaults) == "python scripts/train_sae.py"
+    changed = argparse.Namespace(**dict(vars(defaults), epochs=3, resid_k=16, threads=1))
+    words = shlex.split(script.command(changed))
+    assert words[words.index("--epochs") + 1] == "3" and words[words.index("--resid-k") + 1] \
+        == "16" and words[words.index("--threads") + 1] == "1"
+    if shipped_sites():
+        card = script.card(shipped_card())
+        for site, entry in shipped_card()["saes"].items():
+            assert f"`{site}`" in card and f"{entry['metrics']['fvu']:.4f}" in card
