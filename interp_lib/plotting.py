@@ -27,8 +27,8 @@ import plotly.io as pio
 import torch
 from jaxtyping import Float
 
-__all__ = ["as_numpy", "bar", "configure_plotly", "heatmap", "line", "line_over_layers",
-           "line_panels"]
+__all__ = ["as_numpy", "bar", "configure_plotly", "directions", "heatmap", "histogram", "line",
+           "line_over_layers", "line_panels"]
 
 #: A ``[rows, columns]`` grid of numbers: a tensor, an array or nested lists.
 Grid = Float[torch.Tensor, "rows cols"] | Float[np.ndarray, "rows cols"] | Sequence[Sequence[float]]
@@ -289,4 +289,78 @@ def bar(
     fig.update_layout(title=title, yaxis_title=y_title,
                       xaxis={"title": x_title, "tickmode": "array",
                              "tickvals": list(range(len(names))), "ticktext": names})
+    return fig
+
+
+def histogram(
+    series: Mapping[str, Sequence[float] | np.ndarray | torch.Tensor] | Sequence[float]
+    | np.ndarray | torch.Tensor,
+    *,
+    bins: int = 50,
+    title: str | None = None,
+    x_title: str | None = None,
+    y_title: str = "count",
+    vlines: Mapping[float, str] | None = None,
+) -> go.Figure:
+    """A histogram of each series (``{name: values}`` or one 1-D array), ``bins`` equal bins
+    over the range of all values, overlaid; ``vlines`` mark values with a label."""
+    if not isinstance(series, Mapping):
+        series = {"values": series}
+    if not series:
+        raise ValueError("series is empty: give at least one {name: values}")
+    rows = {str(k): as_numpy(v, ndim=1, name=f"series {k!r}") for k, v in series.items()}
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
+    every = np.concatenate(list(rows.values()))
+    if not np.isfinite(every).all():
+        raise ValueError("histogram values must be finite (drop NaN and infinities first)")
+    low, high = float(every.min()), float(every.max())
+    size = (high - low) / bins if high > low else 1.0
+    fig = go.Figure()
+    for i, (name, row) in enumerate(rows.items()):
+        fig.add_trace(go.Histogram(x=row, name=name, opacity=0.75 if len(rows) > 1 else 1.0,
+                                   xbins={"start": low, "end": high + size * 1e-6, "size": size},
+                                   marker={"color": _COLOURS[i % len(_COLOURS)]}))
+    for value, label in (vlines or {}).items():
+        fig.add_vline(x=value, line_dash="dash", annotation_text=label,
+                      annotation_position="top right")
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
+                      barmode="overlay", showlegend=len(rows) > 1)
+    return fig
+
+
+def directions(
+    panels: Mapping[str, Float[torch.Tensor, "n 2"] | Float[np.ndarray, "n 2"]],
+    *,
+    labels: Sequence[Any] | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Vectors in the plane drawn as lines from the origin, one panel per entry of ``panels``
+    (``{panel title: [n, 2] array}``); ``labels`` names the ``n`` vectors (the same in every
+    panel, each vector keeping its colour)."""
+    from plotly.subplots import make_subplots
+
+    if not isinstance(panels, Mapping) or not panels:
+        raise ValueError("panels must be a non-empty {title: [n, 2] array} mapping")
+    arrays = {str(k): as_numpy(v, ndim=2, name=f"panel {k!r}") for k, v in panels.items()}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or next(iter(shapes))[1] != 2:
+        raise ValueError(f"every panel must be an [n, 2] array of the same n, got shapes "
+                         f"{sorted(shapes)}")
+    n = next(iter(shapes))[0]
+    names = _labels(labels, n, "labels")
+    reach = max(float(np.abs(a).max()) for a in arrays.values()) * 1.15 or 1.0
+    fig = make_subplots(rows=1, cols=len(arrays), subplot_titles=list(arrays))
+    for col, array in enumerate(arrays.values(), start=1):
+        for i, (x, y) in enumerate(array):
+            fig.add_trace(go.Scatter(x=[0.0, x], y=[0.0, y], mode="lines+markers",
+                                     name=names[i], legendgroup=names[i], showlegend=col == 1,
+                                     line={"color": _COLOURS[i % len(_COLOURS)]},
+                                     marker={"size": [0, 8]},
+                                     hovertemplate=f"{names[i]}: (%{{x:.3g}}, %{{y:.3g}})"
+                                     "<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(range=[-reach, reach], row=1, col=col)
+        fig.update_yaxes(range=[-reach, reach], row=1, col=col,
+                         scaleanchor=f"x{col if col > 1 else ''}", scaleratio=1)
+    fig.update_layout(title=title)
     return fig

@@ -20,6 +20,10 @@ reference                      library sweep
 :func:`top_token_pairs_dense`  :func:`interp_lib.vocab_space.top_token_pairs`
 :func:`key_covariance_naive`   :func:`interp_lib.editing.key_covariance`
 :func:`optimise_value_loop`    :func:`interp_lib.editing.optimise_value`
+:func:`collect_activations_loop`  :func:`interp_lib.sae.collect_activations`
+:func:`unit_activations_naive`    :func:`interp_lib.sae.unit_activations`
+:func:`features_vs_neurons_loop`  :func:`interp_lib.sae.features_vs_neurons`
+:func:`train_sae_loop`            :func:`interp_lib.sae.train_sae`
 =============================  ==============================================================
 """
 
@@ -43,7 +47,9 @@ from interp_lib.patching import mlp_grid, mlp_setup
 from interp_lib.validate import check_model, choice
 
 __all__ = [
+    "collect_activations_loop",
     "composition_scores_loop",
+    "features_vs_neurons_loop",
     "head_ablation_loop",
     "head_scores_loop",
     "key_covariance_naive",
@@ -53,6 +59,8 @@ __all__ = [
     "neuron_contexts_naive",
     "optimise_value_loop",
     "top_token_pairs_dense",
+    "train_sae_loop",
+    "unit_activations_naive",
     "value_tokens_dense",
 ]
 
@@ -483,5 +491,135 @@ def optimise_value_loop(
     delta = delta.detach()
     return ValueSearch(initial + delta, initial, history,
                        [model.to_string(t[0][1:]) for t, _, _, _ in cases])
+
+
+
+
+# ---------------------------------------------------------------- sparse autoencoders
+# (interp_lib.sae: collect_activations, unit_activations, features_vs_neurons, train_sae)
+
+
+@torch.no_grad()
+def collect_activations_loop(model: Any, tokens: Int[torch.Tensor, "window pos"],
+                             sites: Sequence[str]) -> dict[str, torch.Tensor]:
+    """:func:`interp_lib.sae.collect_activations` the obvious way: one forward pass per window
+    caching every activation, the site's rows (BOS left out) concatenated at the end."""
+    check_model(model)
+    tokens = to_tokens(model, tokens, name="tokens")
+    rows: dict[str, list[torch.Tensor]] = {site: [] for site in sites}
+    for window in tokens:
+        _, cache = model.run_with_cache(window[None])
+        for site in sites:
+            rows[site].append(cache[site][0, 1:].cpu())
+    return {site: torch.cat(parts) for site, parts in rows.items()}
+
+
+@torch.no_grad()
+def unit_activations_naive(model: Any, tokens: Int[torch.Tensor, "window pos"], source: Any,
+                           *, top: int = 20):
+    """:func:`interp_lib.sae.unit_activations` with the whole ``[token, unit]`` matrix in
+    memory: every window's activations at once, then one top-k over all tokens."""
+    from interp_lib.sae import SparseAutoencoder, UnitActivations
+    from interp_lib.validate import model_signature
+
+    check_model(model)
+    tokens = to_tokens(model, tokens, name="tokens")
+    sae = source if isinstance(source, SparseAutoencoder) else None
+    site = sae.site if sae is not None else source
+    _, cache = model.run_with_cache(tokens)
+    x = cache[site][:, 1:]
+    acts = (sae.encode(x) if sae is not None else x).reshape(-1, x.shape[-1] if sae is None
+                                                             else sae.d_sae).float().cpu()
+    values, rows = acts.topk(min(top, acts.shape[0]), dim=0)
+    return UnitActivations("naive", site, tokens.cpu(), (acts > 0).float().mean(0),
+                           acts.mean(0), acts.max(0).values, values.T, rows.T,
+                           model_signature(model), sae)
+
+
+def features_vs_neurons_loop(model: Any, sae: Any, pairs: Any, *, ks: Sequence[int]):
+    """:func:`interp_lib.sae.features_vs_neurons` one pair, one k and one kind at a time: per
+    pair a forward and backward pass for the gradient at the MLP output, then one forward pass
+    per (k, kind) with that pair's units patched."""
+    from interp_lib.sae import PatchingComparison
+
+    check_model(model)
+    site = sae.site
+    layer = int(site.split(".")[1])
+    neuron_site = hook_name("mlp_post", layer)
+    w_out = model.W_out[layer].detach()
+    w_dec = sae.W_dec.detach()
+    moved = torch.zeros(1 + 2 * len(ks), dtype=torch.float64)
+    for i in range(pairs.clean.shape[0]):
+        clean, corrupted = pairs.clean[i:i + 1], pairs.corrupted[i:i + 1]
+        good, bad = int(pairs.clean_answer[i]), int(pairs.corrupted_answer[i])
+        with torch.no_grad():
+            _, cache = model.run_with_cache(corrupted)
+        post_c, out_c = cache[neuron_site][0, -1], cache[site][0, -1]
+        seen: dict[str, torch.Tensor] = {}
+
+        def grab(act, hook=None, seen=seen):
+            seen[hook.name] = act
+
+        with torch.enable_grad():
+            logits = model.run_with_hooks(clean, fwd_hooks=[(neuron_site, grab), (site, grab)])
+            diff = logits[0, -1, good] - logits[0, -1, bad]
+            (grad,) = torch.autograd.grad(diff, seen[site])
+        grad = grad[0, -1]
+        post, out = seen[neuron_site][0, -1].detach(), seen[site][0, -1].detach()
+        f_delta = sae.encode(out_c) - sae.encode(out)
+        n_delta = post_c - post
+        f_order = torch.argsort(f_delta * (w_dec @ grad), stable=True)
+        n_order = torch.argsort(n_delta * (w_out @ grad), stable=True)
+
+        def patched(shift, clean=clean, good=good, bad=bad):
+            def hook(act, hook=None):
+                act = act.clone()
+                act[0, -1] = act[0, -1] + shift
+                return act
+            with torch.no_grad():
+                out_logits = model.run_with_hooks(clean, fwd_hooks=[(site, hook)])
+            return float(out_logits[0, -1, good] - out_logits[0, -1, bad])
+
+        base = float(diff.detach())
+        moved[0] += base - patched(out_c - out)
+        for j, k in enumerate(ks):
+            fi, ni = f_order[:k], n_order[:k]
+            moved[1 + 2 * j] += base - patched((f_delta[fi, None] * w_dec[fi]).sum(0))
+            moved[2 + 2 * j] += base - patched((n_delta[ni, None] * w_out[ni]).sum(0))
+    effects = (moved[1:] / moved[0]).reshape(len(ks), 2).float()
+    return PatchingComparison(list(ks), effects[:, 0], effects[:, 1],
+                              float(moved[0]) / pairs.clean.shape[0], pairs.clean.shape[0],
+                              site, neuron_site, {})
+
+
+def train_sae_loop(model: Any, tokens: Int[torch.Tensor, "window pos"], site: str, *,
+                   d_sae: int, k: int, epochs: int = 1, windows_per_step: int = 8,
+                   lr: float = 1e-3, seed: int = 0):
+    """:func:`interp_lib.sae.train_sae` without a cache: every step runs the model on
+    ``windows_per_step`` windows (a full forward pass) and takes one optimiser step on their
+    activations, epoch after epoch."""
+    from interp_lib.sae import SaeTrainer, SparseAutoencoder
+
+    check_model(model)
+    tokens = to_tokens(model, tokens, name="tokens")
+    width = model.cfg.d_mlp if "mlp.hook" in site else model.cfg.d_model
+    sae = SparseAutoencoder(width, d_sae, k, site=site, seed=seed)
+    per_epoch = tokens.shape[0] // windows_per_step
+    trainer = SaeTrainer(sae, total_steps=max(1, epochs * per_epoch), lr=lr,
+                         dead_after_tokens=tokens.shape[0] * (tokens.shape[1] - 1))
+    first = True
+    for _ in range(epochs):
+        for b in range(per_epoch):
+            with torch.no_grad():
+                _, cache = model.run_with_cache(
+                    tokens[b * windows_per_step:(b + 1) * windows_per_step],
+                    names_filter=lambda name: name == site)
+            rows = cache[site][:, 1:].reshape(-1, width)
+            if first:  # the decoder bias starts at the first batch's mean
+                with torch.no_grad():
+                    sae.b_dec.copy_(rows.mean(0))
+                first = False
+            trainer.step(rows)
+    return sae.eval()
 
 
