@@ -100,6 +100,7 @@ def _notebook() -> nbformat.NotebookNode:
         new_code_cell("x = 1", outputs=[new_output("stream", name="stdout", text="1\n")]),
         new_markdown_cell("Text before the heading.\n\n## 2. Second section\n\n| a | b |\n|---|---|"
                           "\n| 1 | 2 |\n\nProse after the table."),
+        new_markdown_cell("## Summary\n\n- point one;\n- point two.\n\nProse after the list."),
     ])
 
 
@@ -209,7 +210,7 @@ def test_the_deck_has_a_title_a_slide_per_section_and_a_slide_per_figure():
     nb = _notebook()
     slides = _slides(slide_deck(nb))
     kinds = [kind for kind, _ in slides]
-    assert kinds == ["slide", "slide", "-", "subslide", "-", "subslide", "slide"]
+    assert kinds == ["slide", "slide", "-", "subslide", "-", "subslide", "slide", "slide"]
     title = slides[0][1]
     assert title.startswith("# 98 · A title with `code_span`")
     assert "- how `run_with_cache` keeps *every* activation;" in title
@@ -220,10 +221,11 @@ def test_the_deck_has_a_title_a_slide_per_section_and_a_slide_per_figure():
     assert "first-figure" in slides[3][1] and "second-figure" in slides[5][1]
     assert slides[4][1] == "The first figure shows one thing."  # under the first figure
     assert slides[6][1].startswith("## 2. Second section\n\n| a | b |")
+    assert slides[7][1] == "## Summary\n\n- point one;\n- point two."  # a summary's list
     shown = " ".join(text for _, text in slides)
     for left_out in ("Exercise", "printed numbers", "[interp_lib]", "course: 4 layers",
                      "second sentence", "Then more text", "Text before the heading",
-                     "Prose after the table"):
+                     "Prose after the table", "Prose after the list"):
         assert left_out not in shown
     assert nb.cells[1].outputs  # the caller's notebook is left as it was
 
@@ -246,7 +248,7 @@ def test_a_deck_inlines_reveal_and_loads_nothing_from_the_network(tmp_path):
     assert "window.Reveal = {fake: 1};" in text and "Reveal.initialize(" in text
     assert "require(" not in text and "mermaid.initialize" not in text
     assert "<title>98 · A title with code_span slides</title>" in text
-    assert text.count("<section") == 2 * 3 + 2  # 3 slides, 2 figure slides below the first
+    assert text.count("<section") == 2 * 4 + 2  # 4 slides, 2 figure slides below the first
     assert "secret_model" not in text and "[interp_lib]" not in text
 
 
@@ -298,6 +300,10 @@ def _generated(folder: Path) -> list[Path]:
         new_code_cell(SETUP_CELL),
         new_markdown_cell("## 1. A table\n\n| notebook | what |\n|---|---|\n| 00 | tour |\n"),
         new_code_cell("print('no figure here')"),
+        # a long summary: the deck shrinks its font until it fits the slide
+        new_markdown_cell("## Summary\n\n" + "\n".join(
+            f"- point {i}: a sentence long enough to fill most of a line of a slide, and more."
+            for i in range(14))),
     ])
     paths = []
     for name, nb in (("96_figures", figures), ("97_prose", prose)):
@@ -361,7 +367,7 @@ def test_every_page_lecture_and_deck_renders_offline_in_chromium(built_pages):
     figures = reports["slides-96_figures"]
     assert (figures.plots, figures.plots_drawn, figures.slides) == (2, 2, 6)
     assert figures.figure_screenshot is not None
-    assert reports["slides-97_prose"].slides == 2 and reports["97_prose"].plots == 0
+    assert reports["slides-97_prose"].slides == 3 and reports["97_prose"].plots == 0
     assert reports["00_tour"].plots >= 2 and reports["00_tour"].views >= 1  # not vacuous
     text = (out / "index.html").read_text()
     assert "<code>interp_lib.heatmap</code>" in text and "snake_case survives" in text

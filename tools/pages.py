@@ -442,7 +442,9 @@ def _kind(block: str) -> str:
         return "h" + str(len(first) - len(first.lstrip("#")))
     if first.startswith("|"):
         return "table"
-    if first.startswith(("```", "<", ">", "!", "- ", "* ", "+ ")) or re.match(r"\d+\. ", first):
+    if first.startswith(("- ", "* ", "+ ")) or re.match(r"\d+\. ", first):
+        return "list"
+    if first.startswith(("```", "<", ">", "!")):
         return "other"
     if first.startswith(("**Predict", "**Exercise")):
         return "other"
@@ -501,9 +503,9 @@ def slide_deck(nb: Any, name: str = "slides") -> Any:
     carry ``slideshow.slide_type`` metadata (reveal.js through nbconvert):
 
     - a title slide: the ``# `` title and the "What you will learn" list (no badge);
-    - a slide per ``## `` section: its heading and its one-line takeaway (the first sentence
-      of the section's first paragraph, or its table when a table comes first); exercises
-      and "Predict before you run" prompts are left out;
+    - a slide per ``## `` section: its heading and its one-line takeaway, the first sentence
+      of the section's first paragraph (or its table or list when that comes first, as in a
+      summary); exercises and "Predict before you run" prompts are left out;
     - a slide below it for each figure the section's cells drew (plotly, images, circuitsvis
       views, diagrams), with the first sentence of the text after the figure, which
       interprets it (under the first figure when one cell drew several);
@@ -549,7 +551,7 @@ def slide_deck(nb: Any, name: str = "slides") -> Any:
                 elif kind.startswith("h"):
                     exercise = "exercise" in block.lower()
                 elif section is not None and not section.metadata["takeaway"] and not exercise:
-                    if kind in ("paragraph", "table"):
+                    if kind in ("paragraph", "table", "list"):
                         text = first_sentence(block) if kind == "paragraph" else block
                         section.source += "\n\n" + text
                         section.metadata["takeaway"] = True
@@ -626,7 +628,19 @@ _SLIDES_TEMPLATE = """{%- extends 'index.html.j2' -%}
     width: 1280, height: 800, margin: 0.04, center: false,
     viewDistance: 1000, mobileViewDistance: 1000  // lay out every slide: figures get a size
   });
-  Reveal.on('ready', function (event) { resizePlots(event.currentSlide); });
+  // a slide whose text runs past its bottom gets a smaller font, down to 15px
+  function fitText() {
+    var height = Reveal.getConfig().height;
+    Reveal.getSlides().forEach(function (slide) {
+      var prose = slide.querySelectorAll('.jp-RenderedMarkdown');
+      var size = 25;
+      while (slide.scrollHeight > height && size > 15 && prose.length) {
+        size -= 1;
+        prose.forEach(function (node) { node.style.fontSize = size + 'px'; });
+      }
+    });
+  }
+  Reveal.on('ready', function (event) { fitText(); resizePlots(event.currentSlide); });
   Reveal.on('slidechanged', function (event) { resizePlots(event.currentSlide); });
 })();
 </script>
