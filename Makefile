@@ -18,5 +18,5 @@ lint:
 	$(PYTHON) -c "import sys; from importlinter.cli import lint_imports as l; sys.exit(l(no_cache=True, no_logo=True))"
 
 test: install lint
-	$(PYTHON) -m pytest -n 2 --dist loadscope --nbval-lax --nbval-current-env \
+	$(PYTHON) -m pytest -rs -n 2 --dist loadscope --nbval-lax --nbval-current-env \
 		--doctest-modules interp_lib tests notebooks

@@ -47,7 +47,17 @@ def test_a_bad_interp_model_is_not_papered_over(tmp_path, monkeypatch, offline_h
         course.prepare_environment(tmp_path)
 
 
-def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsys):
+def _fake_reveal(folder):
+    """A folder laid out as reveal.js (dist/reveal.js, dist/reveal.css, a white theme)."""
+    (folder / "dist" / "theme").mkdir(parents=True)
+    (folder / "dist" / "reveal.js").write_text("/*! reveal.js 9.9.9 */ window.Reveal = {};")
+    (folder / "dist" / "reveal.css").write_text(".reveal{}")
+    (folder / "dist" / "theme" / "white.css").write_text(".reveal{color:#222}")
+    return folder
+
+
+def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.setenv("INTERP_REVEAL_JS", str(_fake_reveal(tmp_path / "reveal")))
     good = _write(tmp_path / "01_good.ipynb", "import time\nimport numpy as np\n"
                   "big = np.ones(25_000_000)\ntime.sleep(1.0)\n"
                   "x = 1 + 1\nassert x == 2\nprint('ran')")
@@ -57,12 +67,17 @@ def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsy
                         "--model", str(tiny_model_dir)])
     assert code == 1  # one notebook failed
     assert (out / "01_good.html").is_file() and (out / "02_bad.html").is_file()
+    assert (out / "lecture" / "01_good.html").is_file()
+    deck = (out / "slides" / "01_good.slides.html").read_text()
+    assert "window.Reveal = {};" in deck  # reveal.js inlined from the folder named
     executed = nbformat.read(out / "notebooks" / "01_good.ipynb", as_version=4)
     assert executed.cells[1].outputs[0]["text"] == "ran\n"
     assert "ran" in (out / "01_good.html").read_text()
     index = (out / "index.html").read_text()
     assert 'href="01_good.html"' in index and "failed" in index
+    assert 'href="slides/01_good.slides.html"' in index
     report = capsys.readouterr().out
+    assert "slides: reveal.js 9.9.9 from" in report and "slides MB" in report
     rows = {line.split()[0]: line.split()[1] for line in report.splitlines()
             if line.startswith(("01_good", "02_bad"))}
     assert rows == {"01_good": "ok", "02_bad": "failed"}
@@ -71,6 +86,7 @@ def test_runs_notebooks_writes_pages_and_reports(tmp_path, tiny_model_dir, capsy
     summary = json.loads((out / "course.json").read_text())
     by_name = {r["name"]: r for r in summary["notebooks"]}
     assert by_name["01_good"]["status"] == "ok" and by_name["02_bad"]["status"] == "failed"
+    assert by_name["01_good"]["slides_mb"] > 0 and by_name["01_good"]["page_mb"] > 0
     if sys.platform.startswith("linux"):  # the kernel's peak memory, read from /proc
         # the good notebook held a 200 MB array; the bad one nothing
         assert by_name["01_good"]["peak_mb"] > by_name["02_bad"]["peak_mb"] + 150
@@ -132,3 +148,79 @@ def test_poll_in_slices_bounds_each_wait_and_keeps_the_overall_timeout():
     with pytest.raises(Empty):
         asyncio.run(never.get_msg(timeout=0.05))
     assert 4 <= len(never.waits) <= 7 and all(w <= 0.01 for w in never.waits)
+
+
+def test_without_reveal_the_course_says_so_and_writes_pages_without_slides(
+        tmp_path, tiny_model_dir, capsys, monkeypatch):
+    from tools import pages
+
+    monkeypatch.setenv("INTERP_REVEAL_JS", str(tmp_path / "absent"))
+    monkeypatch.setattr(pages, "_reveal_roots", lambda: [tmp_path / "absent"])
+    nb = _write(tmp_path / "01_a.ipynb", "print('ran')")
+    out = tmp_path / "build"
+    assert course.main([str(nb), "--no-install", "--out", str(out),
+                        "--model", str(tiny_model_dir)]) == 0
+    assert (out / "01_a.html").is_file() and not (out / "slides").exists()
+    report = capsys.readouterr().out
+    assert "no slides: the slides need a local copy of reveal.js" in report
+    assert 'href="slides/' not in (out / "index.html").read_text()
+
+
+def test_course_notebooks_are_every_numbered_notebook_in_order(tmp_path):
+    names = ["12_e.ipynb", "08_sae.ipynb", "00_tour.ipynb", "10_c.ipynb", "09_b.ipynb",
+             "11_d.ipynb", "scratch.ipynb", "8_short.ipynb", "07_x.txt", "07_x.ipynb"]
+    for name in names:
+        (tmp_path / name).write_text("{}")
+    found = [p.name for p in course.course_notebooks(tmp_path)]
+    assert found == ["00_tour.ipynb", "07_x.ipynb", "08_sae.ipynb", "09_b.ipynb",
+                     "10_c.ipynb", "11_d.ipynb", "12_e.ipynb"]
+    # the course's own folders: every master has its student version, and both lists agree
+    masters = [p.name for p in course.course_notebooks(course.CHECKOUT / "notebooks")]
+    assert masters and masters == sorted(masters)
+    assert masters == [p.name for p in course.course_notebooks(course.CHECKOUT / "exercises")]
+
+
+# A student version in miniature: a check that turns NotImplementedError into "not written
+# yet" (as interp_lib.exercises.call does), the stub, its check, a cell that uses the stub and
+# one that uses what that cell would have defined.
+_CHECK = ("def check_f(fn):\n    try:\n        fn()\n    except NotImplementedError:\n"
+          "        raise AssertionError('f is not written yet: replace the raise') from None")
+_STUB = "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+
+
+def test_student_mode_reports_the_cells_that_raised(tmp_path, tiny_model_dir, capsys):
+    nb = _write(tmp_path / "04_student.ipynb", _CHECK, _STUB, "check_f(f)", "y = f()",
+                "print(y)", "print('the rest runs')")
+    out = tmp_path / "student"
+    code = course.main(["--student", str(nb), "--no-install", "--out", str(out),
+                        "--model", str(tiny_model_dir)])
+    report = capsys.readouterr().out
+    assert code == 0, report
+    row = next(line for line in report.splitlines() if line.startswith("04_student"))
+    assert row.split()[1] == "ok"
+    assert ("3 cell(s) raised: 1 of 1 checks 'not written yet'; 1 NameError, "
+            "1 NotImplementedError") in row
+    assert not (out / "04_student.html").exists()  # no pages for student versions
+    executed = nbformat.read(out / "notebooks" / "04_student.ipynb", as_version=4)
+    assert executed.cells[6].outputs[0]["text"] == "the rest runs\n"
+    summary = json.loads((out / "course.json").read_text())
+    assert summary["student"] is True
+    entry = summary["notebooks"][0]["student"]
+    assert entry == {"checks": [3], "not_written": [3],
+                     "raised": {"3": "AssertionError", "4": "NotImplementedError",
+                                "5": "NameError"}, "unexpected": {}}
+
+
+def test_student_mode_fails_on_a_check_that_passes_or_an_unexpected_error(
+        tmp_path, tiny_model_dir, capsys):
+    nb = _write(tmp_path / "05_student.ipynb", _CHECK, "def f():\n    return 1", "check_f(f)",
+                "len(5)")
+    code = course.main(["--student", str(nb), "--no-install", "--out", str(tmp_path / "s"),
+                        "--model", str(tiny_model_dir)])
+    report = capsys.readouterr().out
+    assert code == 1
+    row = next(line for line in report.splitlines() if line.startswith("05_student"))
+    assert row.split()[1] == "failed"
+    assert "0 of 1 checks 'not written yet'" in row
+    assert "unexpected: #3 passed, #4 TypeError" in row
+    assert "0 as expected, 1 not" in report
