@@ -21,8 +21,8 @@ representations, *behavioural* probing watches what the model does on a special 
   Framework for Information-Theoretic Probing", arXiv:2109.03853; Xu et al. 2020), ``I =
   H(X) - H(X | R)`` with both entropies the held-out cross-entropies of models trained on the
   first ``n`` examples (a label prior, a probe), as a function of ``n``.
-  :func:`random_projection`, :func:`random_features` and :meth:`WordData.concatenated` give
-  processed representations to compare.
+  :func:`random_projection` and :func:`random_features` give processed representations to
+  compare.
 - :func:`mi_1d` and :func:`sliced_mi`: sliced mutual information (Goldfeld & Greenewald 2021,
   "Sliced Mutual Information", arXiv:2110.05279), the mean MI of random one-dimensional
   projections, with its standard error over projections; the one-dimensional estimator is Ross
@@ -180,13 +180,6 @@ class WordData:
         index = _site_index(sites, self.n_sites)
         return dataclasses.replace(self, activations=self.activations[index],
                                    site_names=[self.site_names[i] for i in index])
-
-    def concatenated(self) -> WordData:
-        """One site holding every site's representation side by side (``n_sites * dim``
-        features): at least as much information as any one site, and many more features."""
-        acts = self.activations.permute(1, 0, 2).reshape(1, self.n_words, -1)
-        return dataclasses.replace(self, activations=acts, site_names=["all sites"],
-                                   features=f"{self.n_sites} sites concatenated")
 
 
 def _check_word_data(data: Any, name: str = "data") -> WordData:
@@ -816,8 +809,9 @@ def sliced_mi(
 
     Either ``x`` is a tensor ``[n, d]`` or ``[site, n, d]`` and ``y`` its integer labels, or
     ``x`` is a :class:`WordData` and ``y`` the name of a label set (the words it applies to,
-    both splits; ``sites`` chooses sites). ``shuffle`` permutes the labels (a null with the
-    same marginals: its SI should be 0 within its error); ``standardise`` z-scores each
+    both splits; ``sites`` chooses sites). ``shuffle`` pairs each projection with its own random
+    permutation of the labels (a null with the same marginals: its SI should be 0 within its
+    error, and its error includes the spread over permutations); ``standardise`` z-scores each
     feature first (an invertible map: MI is unchanged, SI is not); ``max_examples`` keeps a
     random subset of that many examples."""
     validate.flag(shuffle, "shuffle")
@@ -856,15 +850,21 @@ def sliced_mi(
             keep = torch.from_numpy(np.sort(rng.choice(values.shape[1], max_examples,
                                                        replace=False)))
             values, targets = values[:, keep], targets[keep]
-    if shuffle:
-        targets = targets[torch.from_numpy(rng.permutation(len(targets)))]
     if standardise:
         values = Standardiser.fit(values)(values)
     gen = torch.Generator().manual_seed(seed)
     directions = torch.randn(n_projections, values.shape[-1], generator=gen)
     directions = directions / directions.norm(dim=1, keepdim=True)
-    per_site = [mi_1d(directions @ v.T, targets, n_neighbors=n_neighbors, seed=seed)
-                for v in values]
+    shuffles = None
+    if shuffle:  # each projection its own permutation: the error over projections covers them
+        shuffles = torch.from_numpy(np.stack([rng.permutation(len(targets))
+                                              for _ in range(n_projections)]))
+    per_site = []
+    for v in values:
+        z = directions @ v.T
+        if shuffles is not None:
+            z = z.gather(1, shuffles)
+        per_site.append(mi_1d(z, targets, n_neighbors=n_neighbors, seed=seed))
     return SlicedMI(site_names, torch.stack(per_site).float(), label_set, shuffle,
                     features + (" (standardised)" if standardise else ""))
 

@@ -258,9 +258,6 @@ def test_processed_representations_keep_words_and_change_features():
     relu = random_features(data, 32, seed=1)
     assert relu.activations.shape == (2, data.n_words, 32)
     assert float(relu.activations.min()) >= 0
-    both = data.concatenated()
-    assert both.activations.shape == (1, data.n_words, 32)
-    torch.testing.assert_close(both.activations[0, :, 16:], data.activations[1])
     assert "random" in projected.features and data.at_sites([1]).site_names == ["site 1"]
 
 
