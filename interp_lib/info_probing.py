@@ -731,12 +731,14 @@ def mi_1d(
         ordered = zc.sort(dim=1).values
         search = torch.searchsorted
         above = neighbour > zc
-        upper = torch.where(above, search(ordered, neighbour, right=False),
-                            search(ordered, zc + radius, right=False))
-        lower = torch.where(above, search(ordered, zc - radius, right=True),
-                            search(ordered, neighbour, right=True))
-        ties = search(ordered, zc, right=True) - search(ordered, zc, right=False)
-        within = torch.where(radius > 0, upper - lower, ties).double()
+        upper = search(ordered, torch.where(above, neighbour, zc + radius), right=False)
+        lower = search(ordered, torch.where(above, zc - radius, neighbour), right=True)
+        within = upper - lower
+        tied = radius == 0
+        if bool(tied.any()):  # k same-class copies of the value: count the copies, as at radius 0
+            copies = search(ordered, zc, right=True) - search(ordered, zc, right=False)
+            within = torch.where(tied, copies, within)
+        within = within.double()
         out.append(torch.special.digamma(torch.tensor(float(n), dtype=torch.float64))
                    + torch.special.digamma(k_all).mean()
                    - torch.special.digamma(label_counts).mean()

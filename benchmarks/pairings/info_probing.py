@@ -1,6 +1,6 @@
 """Pairings of interp_lib.info_probing (notebook 10), loaded by benchmarks/run.py.
 
-- ``mdl``: the online code of every site, one batched probe per block
+- ``mdl``: the online code of parts of speech at every site, one batched probe per block
   (``online_codelength``), vs scikit-learn's ``LogisticRegression`` fitted site by site and
   block by block (same features, same penalty); the difference is the largest relative gap in
   a site's code length.
@@ -17,6 +17,8 @@
 """
 
 from __future__ import annotations
+
+import math
 
 
 def pairings(model, quick, Pairing, max_abs):
@@ -43,13 +45,19 @@ def pairings(model, quick, Pairing, max_abs):
     short = [s for s in probe_sentences() if len(s.split()) <= 14]
     data = word_activations(model, short[: 120 if quick else (400 if big else 900)])
 
-    # MDL: the grammatical number of nouns (two classes, both in every block)
-    labels = data.label_array("number")
-    words = np.flatnonzero((labels != "") & (data.split == "train"))
+    # MDL: parts of speech, the classes below 2% of the words merged (so that every class is in
+    # the first block: scikit-learn's probabilities cover only the classes it was fitted on)
+    pos = data.label_array("pos")
+    values, counts = np.unique(pos, return_counts=True)
+    rare = set(values[counts < 0.02 * len(pos)].tolist())
+    pos = np.array(["OTHER" if p in rare else p for p in pos])
+    words = np.flatnonzero(data.split == "train")
     words = words[np.random.default_rng(0).permutation(len(words))]
+    classes = sorted(set(pos[words].tolist()))
+    n_classes = len(classes)
     x = data.activations[:, torch.from_numpy(words)].float()
     z = Standardiser.fit(x)(x)
-    y = torch.from_numpy((labels[words] == "plural").astype(np.int64))
+    y = torch.tensor([classes.index(p) for p in pos[words]])
     n = len(words)
     ends = sorted({max(16, int(round(f * n))) for f in (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)})
 
@@ -57,14 +65,15 @@ def pairings(model, quick, Pairing, max_abs):
         from sklearn.linear_model import LogisticRegression
 
         out = np.zeros((z.shape[0], len(ends)))
-        out[:, 0] = ends[0]
+        out[:, 0] = ends[0] * math.log2(n_classes)
         for site in range(z.shape[0]):
             for i in range(1, len(ends)):
                 start, end = ends[i - 1], ends[i]
-                # binary: scikit-learn fits one weight vector w = w_plural - w_singular, whose
-                # penalty is twice the two-class softmax's at its optimum (w_0 = -w_1)
-                clf = LogisticRegression(C=2.0 / (L2 * start), max_iter=1000)
+                # the same penalty: l2 / 2 ||W||^2 on the mean loss is C = 1 / (l2 n) on the sum
+                clf = LogisticRegression(C=1.0 / (L2 * start), max_iter=1000)
                 clf.fit(z[site, :start].numpy(), y[:start].numpy())
+                if len(clf.classes_) != n_classes:
+                    raise ValueError("a class is missing from a block: merge more rare classes")
                 p = clf.predict_proba(z[site, start:end].numpy())
                 out[site, i] = -np.log2(p[np.arange(end - start), y[start:end].numpy()]).sum()
         return out
@@ -74,6 +83,7 @@ def pairings(model, quick, Pairing, max_abs):
         return float(np.max(np.abs(ours - theirs) / theirs))
 
     # sliced MI: the same projections of the nouns' representations at every site
+    labels = data.label_array("number")
     nouns = np.flatnonzero(labels != "")
     targets = torch.from_numpy((labels[nouns] == "plural").astype(np.int64))
     reps = data.activations[:, torch.from_numpy(nouns)].float()
@@ -117,8 +127,8 @@ def pairings(model, quick, Pairing, max_abs):
     return [
         Pairing("mdl", "online_codelength (all sites, batched per block)",
                 "scikit-learn LogisticRegression per site and block",
-                f"{z.shape[0]} sites x {n} nouns, {len(ends)} blocks",
-                lambda: online_codelength(z, y, 2, ends), sklearn_mdl, mdl_gap, 0.01,
+                f"{z.shape[0]} sites x {n} words, {n_classes} POS classes, {len(ends)} blocks",
+                lambda: online_codelength(z, y, n_classes, ends), sklearn_mdl, mdl_gap, 0.01,
                 "max relative code-length gap"),
         Pairing("sliced_mi", "mi_1d (all projections and sites at once)",
                 "scikit-learn mutual_info_classif per projection",
