@@ -1,6 +1,7 @@
 """Head ablation, head importance from a mask gradient, and pruning.
 
-Three ways to ask "which heads does this behaviour need?" (seed 000; Michel, Levy & Neubig 2019):
+Three ways to ask "which heads does this behaviour need?" (Alethea Power,
+"Looking for Grammar in All the Right Places", 2020; Michel, Levy & Neubig 2019):
 
 - :func:`head_ablation`: replace one head's output (``hook_z``) at a time, with zeros, with its
   mean over a reference batch, or with its value on another example (resampling), and record the
@@ -44,6 +45,7 @@ from interp_lib.grid import LabelledGrid
 from interp_lib.hooks import hook_name, masked_heads, only, scale_heads_hook
 from interp_lib.inputs import to_tokens
 from interp_lib.metrics import Metric, check_metric, loss_metric, metric_name
+from interp_lib.validate import check_model
 
 __all__ = [
     "ABLATION_METHODS",
@@ -59,8 +61,7 @@ ABLATION_METHODS = ("zero", "mean", "resample")
 
 
 def _check_method(method: str) -> None:
-    if method not in ABLATION_METHODS:
-        raise ValueError(f"unknown ablation method {method!r}; choose one of {ABLATION_METHODS}")
+    validate.choice(method, "method", ABLATION_METHODS)
 
 
 @torch.no_grad()
@@ -136,13 +137,14 @@ def head_ablation(
         reference: the batch the mean or resampled values come from (default: ``tokens``).
         max_rows: rows per forward (copies x batch); lower it if memory is short.
     """
+    check_model(model)
     metric = check_metric(metric, loss_metric())
     _check_method(method)
-    tokens = to_tokens(model, tokens)
+    validate.nonnegative_int(seed, "seed")
+    max_rows = validate.positive_int(max_rows, "max_rows")
+    tokens = to_tokens(model, tokens, name="tokens")
     cfg = model.cfg
     batch = tokens.shape[0]
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     replacements = replacement_values(model, tokens, method, reference, seed)
     clean = metric(model(tokens), tokens).mean().item()
     all_jobs = [(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
@@ -181,14 +183,15 @@ def head_importance(
     compare within a layer and rankings across layers are balanced). ``base_mask`` (0/1,
     ``[layer, head]``) removes heads first; removed heads get importance 0.
     """
+    check_model(model)
     metric = check_metric(metric, loss_metric())
-    tokens = to_tokens(model, tokens)
+    validate.flag(normalise, "normalise")
+    batch_size = validate.positive_int(batch_size, "batch_size")
+    tokens = to_tokens(model, tokens, name="tokens")
     cfg = model.cfg
     base = (torch.ones(cfg.n_layers, cfg.n_heads) if base_mask is None
             else validate.finite_tensor(base_mask, "base_mask", shape=(cfg.n_layers, cfg.n_heads),
                                         dims="[n_layers, n_heads]").float()).to(cfg.device)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     total = torch.zeros(cfg.n_layers, cfg.n_heads)
     for chunk in tokens.split(batch_size):
         masks = [torch.ones(len(chunk), cfg.n_heads, device=cfg.device, requires_grad=True)
@@ -221,8 +224,8 @@ def rank_correlation(a: torch.Tensor | LabelledGrid, b: torch.Tensor | LabelledG
                 r[tied] = r[tied].mean()
         return r
 
-    a = a.values if isinstance(a, LabelledGrid) else torch.as_tensor(a)
-    b = b.values if isinstance(b, LabelledGrid) else torch.as_tensor(b)
+    a = validate.finite_tensor(a.values if isinstance(a, LabelledGrid) else a, "a")
+    b = validate.finite_tensor(b.values if isinstance(b, LabelledGrid) else b, "b")
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.numel() < 2:
@@ -248,13 +251,15 @@ class PruningCurve:
 
     def surviving(self, fraction: float) -> LabelledGrid:
         """The kept heads (1) after removing the step closest to ``fraction``."""
+        fraction = validate.probability(fraction, "fraction")
         i = min(range(len(self.fractions)), key=lambda k: abs(self.fractions[k] - fraction))
         mask = self.masks[i]
         return LabelledGrid.layer_head(
             mask.float(), f"kept (1) after removing {self.fractions[i]:.0%} of heads")
 
     def map_figure(self, fraction: float):
-        """The seed's black-and-white map: kept heads white, removed heads black."""
+        """Alethea Power's black-and-white map of a pruned model: kept heads white, removed heads
+        black."""
         grid = self.surviving(fraction)
         fig = grid.heatmap(zmid=None, colorscale="Greys_r")
         fig.update_traces(zmin=0, zmax=1, showscale=False)
@@ -291,12 +296,15 @@ def prune_heads(
     removed heads masked; ``order="random"`` removes them in a seeded random order (the
     control). Runs until every head is gone.
     """
+    check_model(model)
     metric = check_metric(metric, loss_metric())
-    tokens = to_tokens(model, tokens)
-    if order not in ("importance", "random"):
-        raise ValueError(f"order must be 'importance' or 'random', got {order!r}")
-    if not 0 < step <= 1:
+    validate.choice(order, "order", ("importance", "random"))
+    step = validate.finite_float(step, "step", positive=True)
+    if step > 1:
         raise ValueError(f"step must be a fraction in (0, 1], got {step}")
+    validate.nonnegative_int(seed, "seed")
+    batch_size = validate.positive_int(batch_size, "batch_size")
+    tokens = to_tokens(model, tokens, name="tokens")
     cfg = model.cfg
     total = cfg.n_layers * cfg.n_heads
     mask = torch.ones(cfg.n_layers, cfg.n_heads)

@@ -128,8 +128,12 @@ def _targets(model: Any, tokens: torch.Tensor, target: Any, wrong: Any
         mask = torch.ones(batch, pos, dtype=torch.bool)
         mask[:, -1] = False  # the last position has no next token
         return ids, None, mask, "the logit of the true next token"
-    ids = torch.as_tensor(target, dtype=torch.long, device=tokens.device)
-    if ids.is_floating_point() or ids.ndim > 2:
+    raw = torch.as_tensor(target)
+    if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool or raw.ndim > 2:
+        raise TypeError("target must be None, a token id, one id per example [batch], or ids "
+                        f"per position [batch, pos], got {target!r}"[:200])
+    ids = raw.to(device=tokens.device, dtype=torch.long)
+    if ids.ndim > 2:
         raise TypeError("target must be None, a token id, one id per example [batch], or ids "
                         "per position [batch, pos]")
     if ids.ndim == 0:

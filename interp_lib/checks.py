@@ -1,5 +1,5 @@
-"""Checks that catch a broken model or a broken evaluation (seed 001's lecture on debugging NLP
-models), and a slice analysis of a model's errors.
+"""Checks that catch a broken model or a broken evaluation (the CMU Advanced NLP lecture on
+debugging NLP models), and a slice analysis of a model's errors.
 
 - :func:`check_batched_loss`: a padded batch (left or right padding, with an attention mask)
   must give every sequence the loss it gets alone.
@@ -35,10 +35,12 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
+from interp_lib import validate
 from interp_lib.generation import generate_with_log_probs
 from interp_lib.inputs import padded_batch, to_tokens
 from interp_lib.logprobs import next_token_log_probs, next_token_loss
 from interp_lib.tiny_models import tiny_neox_config
+from interp_lib.validate import check_model
 
 __all__ = [
     "CheckResult",
@@ -104,14 +106,7 @@ def _result(name: str, expected: Sequence[float], got: Sequence[float], toleranc
 
 
 def _check_texts(texts: Any) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("give a list of texts (a batch), not a single string")
-    texts = list(texts)
-    if len(texts) < 2:
-        raise ValueError("give at least two texts: a batch check needs something to pad")
-    if any(not isinstance(t, str) or not t.strip() for t in texts):
-        raise ValueError("every text must be a non-empty string")
-    return texts
+    return validate.texts(texts, "texts", min_count=2)
 
 
 # ---------------------------------------------------------------- batched loss
@@ -148,12 +143,15 @@ def check_batched_loss(
     a padded batch, computed by ``batch_losses(model, texts, padding_side)`` (default
     :func:`padded_sequence_losses`). Padding without an attention mask, counting padded
     targets, or a shifted BOS make them differ; the result names the sequence."""
+    check_model(model)
     texts = _check_texts(texts)
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    validate.choice(padding_side, "padding_side", ("left", "right"))
+    tolerance = validate.finite_float(tolerance, "tolerance", nonnegative=True)
+    if batch_losses is not None:
+        validate.function(batch_losses, "batch_losses", "(model, texts, padding_side) -> [batch]")
     # BOS explicitly: TransformerLens's default (cfg.default_prepend_bos) differs by model
-    alone = [float(-token_log_probs(model, model.to_tokens(t, prepend_bos=True)).sum())
-             for t in texts]
+    alone = [float(-token_log_probs(
+        model, model.to_tokens(t, prepend_bos=True, truncate=False)).sum()) for t in texts]
     batched = (batch_losses or padded_sequence_losses)(model, texts, padding_side)
     batched = torch.as_tensor(batched).flatten().tolist()
     return _result(f"batched loss ({padding_side} padding)", alone, batched, tolerance,
@@ -177,6 +175,10 @@ def check_generation_score(
     sequence with ``scorer(model, tokens) -> [1, pos - 1] log-probs`` (default
     :func:`token_log_probs`): the scores of the generated tokens must equal the recorded
     ones. An off-by-one in the targets or a forgotten BOS in the scorer make them differ."""
+    check_model(model)
+    tolerance = validate.finite_float(tolerance, "tolerance", nonnegative=True)
+    if scorer is not None:
+        validate.function(scorer, "scorer", "(model, tokens) -> [1, pos - 1] log-probs")
     tokens, recorded = generate_with_log_probs(model, prompt, max_new_tokens, greedy=greedy,
                                                seed=seed)
     scores = (scorer or token_log_probs)(model, tokens)
@@ -232,10 +234,16 @@ def check_overfit_tiny(
     loss (on every target after the first, which follows BOS in every sequence and so is
     ambiguous) must be below ``target_loss``. ``expected``/``got`` hold 0 and the final loss;
     ``extra["losses"]`` the whole training curve."""
+    check_model(model)
     texts = _check_texts(texts)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    rows = [model.to_tokens(t)[0, :length].cpu() for t in texts]
+    steps = validate.positive_int(steps, "steps")
+    lr = validate.finite_float(lr, "lr", positive=True)
+    target_loss = validate.finite_float(target_loss, "target_loss", positive=True)
+    length = validate.int_in_range(length, "length", 4, model.cfg.n_ctx)
+    validate.nonnegative_int(seed, "seed")
+    if step is not None:
+        validate.function(step, "step", "(model, optimizer, tokens) -> float")
+    rows = [model.to_tokens(t, truncate=False)[0, :length].cpu() for t in texts]
     width = min(len(r) for r in rows)
     if width < 4:
         raise ValueError("every text needs at least 3 tokens after BOS")
@@ -285,8 +293,7 @@ class LossSlices:
 
     def by(self, slice_name: str):
         """Mean loss, accuracy and count per value of one slice (buckets in their order)."""
-        if slice_name not in self.slices:
-            raise ValueError(f"unknown slice {slice_name!r}; available: {self.slices}")
+        validate.choice(slice_name, "slice_name", self.slices)
         grouped = self.frame.groupby(slice_name, sort=True, observed=True)
         table = grouped.agg(tokens=("loss", "size"), mean_loss=("loss", "mean"),
                             accuracy=("correct", "mean")).reset_index()
@@ -303,9 +310,11 @@ class LossSlices:
                    title=title or f"Mean loss by {label}", x_title=label,
                    y_title="mean loss (nats)")
 
-    def worst(self, k: int = 10, context: int = 8):
-        """The ``k`` tokens with the highest loss, each with ``context`` tokens before it and
-        the model's top guess, for reading."""
+    def worst(self, k: int = 10):
+        """The ``k`` tokens with the highest loss, each with the tokens before it (as many as
+        :func:`loss_by_slice` was given as ``context``) and the model's top guess, for
+        reading."""
+        k = validate.int_in_range(k, "k", 1, len(self.frame))
         rows = self.frame.nlargest(k, "loss")
         return rows[["window", "position", "context", "token", "guess", "loss", *[
             s for s in self.slices if s not in ("position_bucket",)]]].reset_index(drop=True)
@@ -330,7 +339,15 @@ def loss_by_slice(
 
     from interp_lib.tagging import spacy_available
 
-    windows = to_tokens(model, windows)
+    check_model(model)
+    validate.nonnegative_int(context, "context")
+    batch_size = validate.positive_int(batch_size, "batch_size")
+    if pos_tags is not None:
+        validate.flag(pos_tags, "pos_tags")
+    if reference_text is not None and (not isinstance(reference_text, str)
+                                       or not reference_text.strip()):
+        raise ValueError("reference_text must be a non-empty string or None")
+    windows = to_tokens(model, windows, name="windows")
     if windows.shape[1] < 2:
         raise ValueError("windows need at least 2 tokens (BOS and one to predict)")
     if pos_tags is None:

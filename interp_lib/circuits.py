@@ -10,10 +10,10 @@ times the folded weights, so products of weights are what the model computes up 
 scalar per position. On unfolded weights the same products would miss the LayerNorm weights
 and give different numbers (TransformerLens issue #1272). The full circuits below start from a
 token representation (:func:`token_representations`): ``"raw"`` is ``W_E`` as it is (ARENA's
-and seed 003's convention, fine for attention-only models); ``"normalized"`` centres and scales
-each row as LayerNorm would; ``"effective"`` (the default) uses the residual stream after block
-0, normalized, for heads after layer 0, because an MLP in block 0 rewrites the embedding. Biases
-are left out.
+and the repeated-tokens post's convention, fine for attention-only models); ``"normalized"``
+centres and scales each row as LayerNorm would; ``"effective"`` (the default) uses the residual
+stream after block 0, normalized, for heads after layer 0, because an MLP in block 0 rewrites the
+embedding. Biases are left out.
 
 Rotary models (the course model) have no ``W_pos``: a head's attention score between a
 query at ``i`` and a key at ``j`` is ``q^T R(j - i) k`` with a rotation ``R`` on the first
@@ -91,6 +91,7 @@ MODES: tuple[str, ...] = ("Q", "K", "V")
 
 
 def _head(model: Any, head: Any) -> tuple[int, int]:
+    check_model(model)
     return parse_head(head, model.cfg)
 
 
@@ -209,6 +210,7 @@ def rotation_matrix(model: Any, offset: int, *, angles: torch.Tensor | None = No
     (``cfg.rotary_adjacent_pairs``); dimensions past ``rotary_dim`` are not rotated.
     ``angles`` (from a previous call's model) saves reading them from the model again.
     """
+    check_model(model)
     if isinstance(offset, bool) or not isinstance(offset, int):
         raise TypeError(
             f"offset must be an int (key position minus query position), got {offset!r}")
@@ -275,7 +277,8 @@ def k_composition_circuit(model: Any, previous_head: Any, induction_head: Any, *
                           offset: int = 0, embedding: Embedding = "effective"
                           ) -> FactoredMatrix:
     """The K-composition full circuit ``W_E W_Q^B R (W_E W_V^A W_O^A W_K^B)^T`` of a
-    previous-token head A into an induction head B (seed 003), ``[query token, previous token
+    previous-token head A into an induction head B (the repeated-tokens
+    blog post, 2024), ``[query token, previous token
     of the key]``: how much a query token attends to a key whose *previous* token (moved there
     by A) is a given token. For an induction circuit it peaks on the diagonal."""
     layer_a, index_a = _head(model, previous_head)
@@ -323,10 +326,14 @@ class DiagonalAccuracy:
 
 def _check_square(matrix: Any) -> tuple[int, int]:
     if not isinstance(matrix, FactoredMatrix | torch.Tensor):
-        raise TypeError(f"expected a FactoredMatrix or a tensor, got {type(matrix).__name__}")
+        raise TypeError(f"matrix must be a FactoredMatrix or a tensor, got {type(matrix).__name__}")
     shape = tuple(matrix.shape)
     if len(shape) != 2 or shape[0] != shape[1]:
-        raise ValueError(f"diagonal accuracy needs a square 2-D matrix, got shape {shape}")
+        raise ValueError(f"matrix must be square and 2-D for a diagonal accuracy, got shape "
+                         f"{list(shape)}")
+    factors = (matrix.A, matrix.B) if isinstance(matrix, FactoredMatrix) else (matrix,)
+    for factor in factors:
+        validate.finite_tensor(factor.detach(), "matrix")
     return shape
 
 
@@ -341,10 +348,8 @@ def diagonal_accuracy(
     or the given ``rows``, computing ``batch_size`` rows at a time (never the whole matrix).
     """
     n, _ = _check_square(matrix)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k must be an int in 1..{n}, got {k!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    k = validate.int_in_range(k, "k", 1, n)
+    batch_size = validate.positive_int(batch_size, "batch_size")
     index = torch.arange(n) if rows is None else torch.as_tensor(rows, dtype=torch.long).flatten()
     if len(index) == 0:
         raise ValueError("rows is empty: give at least one row index")
@@ -373,6 +378,7 @@ def copying_scores(model: Any, *, embedding: Embedding = "effective"
     ``sum(lambda) / sum(|lambda|)`` (real part), in ``[-1, 1]``; near 1 for a head whose OV
     circuit maps each token to itself (Elhage et al. 2021). Uses the ``d_head`` non-zero
     eigenvalues, from the small ``[d_head, d_head]`` product ``W_O W_U W_E W_V``."""
+    check_model(model)
     w_u = model.W_U.detach().float()
     reps = _representations(model, embedding)
     small = torch.stack([  # W_O W_U E W_V per head, [layer, head, d_head, d_head]
@@ -436,12 +442,18 @@ class CompositionScores:
 
     def top(self, k: int = 5) -> list[tuple[str, str, float]]:
         """The ``k`` highest pairs as ``(earlier, later, score)``."""
-        frame = self.to_frame().head(k)
+        frame = self.to_frame()
+        k = validate.int_in_range(k, "k", 1, len(frame))
+        frame = frame.head(k)
         return list(zip(frame["earlier"], frame["later"], frame["score"].astype(float),
                         strict=True))
 
     def score(self, earlier: Any, later: Any) -> float:
+        """The score of head ``earlier`` writing into head ``later`` (in a later layer)."""
         (la, ha), (lb, hb) = parse_head(earlier, self), parse_head(later, self)
+        if la >= lb:
+            raise ValueError(f"earlier head {la}.{ha} must be in an earlier layer than later head "
+                             f"{lb}.{hb}: a head reads only what earlier layers wrote (swap them?)")
         return float(self.scores[la, ha, lb, hb])
 
     def heatmap(self, title: str | None = None):
@@ -459,10 +471,7 @@ class CompositionScores:
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(
-            f"mode must be one of {list(MODES)} (Q-, K- or V-composition), got {mode!r}")
-    return mode
+    return validate.choice(mode, "mode", MODES)
 
 
 def _factors(model: Any, mode: str) -> tuple[torch.Tensor, ...]:
@@ -508,7 +517,10 @@ def composition_scores(model: Any, mode: str, *, baseline_samples: int = 200,
     once from ``[d_head, d_head]`` products, plus :func:`composition_baseline` with
     ``baseline_samples`` random draws (0 for none). Agrees with TransformerLens's
     ``all_composition_scores`` (tests)."""
+    check_model(model)
     mode = _check_mode(mode)
+    validate.nonnegative_int(baseline_samples, "baseline_samples")
+    validate.nonnegative_int(seed, "seed")
     cfg = model.cfg
     a_l, a_r, b_l, b_r = _factors(model, mode)
     norm_a, norm_b, gram_a, gram_b = _frobenius_products(a_l, a_r, b_l, b_r)
@@ -530,9 +542,10 @@ def composition_baseline(model: Any, mode: str, *, samples: int = 200,
     """Composition scores of random Gaussian matrices with the model's factor shapes
     (``[d_model, d_head]`` and ``[d_head, d_model]``): what a score looks like when nothing
     composes. The score is scale-free, so only the shapes matter (ARENA's baseline)."""
+    check_model(model)
     mode = _check_mode(mode)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive int, got {samples!r}")
+    samples = validate.positive_int(samples, "samples")
+    validate.nonnegative_int(seed, "seed")
     d_model, d_head = model.cfg.d_model, model.cfg.d_head
     gen = torch.Generator().manual_seed(seed)
 
@@ -611,7 +624,8 @@ class AttentionDecomposition:
     def mean_over(self, mask: torch.Tensor) -> Float[torch.Tensor, "q_source k_source"]:
         """Mean of every term over the ``[q_pos, k_pos]`` cells where ``mask`` is true (for
         instance the induction diagonal)."""
-        mask = torch.as_tensor(mask, dtype=torch.bool)
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError("mask must be a bool tensor [q_pos, k_pos] of the cells to average")
         if mask.shape != self.terms.shape[2:]:
             raise ValueError(f"mask must have shape {tuple(self.terms.shape[2:])}, got "
                              f"{tuple(mask.shape)}")

@@ -69,8 +69,17 @@ class LabelledGrid:
         return [f"{r}{sep}{c}" for r in self.row_labels for c in self.col_labels]
 
     def top(self, k: int = 5, *, largest: bool = True) -> list[tuple[str, str, float]]:
-        """The ``k`` cells with the largest (or smallest) values: ``(row, col, value)``."""
+        """The ``k`` cells with the largest (or smallest) values: ``(row, col, value)``; NaN
+        cells (cells with no value) are left out."""
         flat = self.values.flatten()
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"k must be an int, got {type(k).__name__}")
+        if not 1 <= k <= flat.numel():
+            raise ValueError(f"k must be in 1..{flat.numel()} (the grid's cells), got {k}")
+        if not isinstance(largest, bool):
+            raise TypeError(f"largest must be True or False, got {largest!r}")
+        flat = torch.where(torch.isnan(flat), torch.full_like(flat, -float("inf") if largest
+                                                               else float("inf")), flat)
         order = torch.argsort(flat, descending=largest, stable=True)[:k]
         n_cols = self.values.shape[1]
         return [(self.row_labels[int(i) // n_cols], self.col_labels[int(i) % n_cols],

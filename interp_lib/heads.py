@@ -1,7 +1,8 @@
 """Attention-head scores: induction, previous-token, duplicate-token, current-token, first-token
 and attention entropy for every head, from one forward pass per batch chunk.
 
-The classic test bed (ARENA 1.2; seed 003) is a sequence of random tokens that repeats: BOS,
+The classic test bed (ARENA 1.2; the repeated-tokens blog post "How to Interpret
+GPT2-Small", 2024) is a sequence of random tokens that repeats: BOS,
 then ``n`` random tokens, then the same ``n`` again. A model cannot predict the first half but
 can predict the second half by copying; the heads that do it attend from each second-half token
 to the token *after* its earlier copy (induction heads), helped by heads that attend to the
@@ -92,7 +93,7 @@ class RepeatPerformance:
     ``log_probs[b, p]`` is the log-probability the model gives the true token ``p + 1`` at
     position ``p`` (``2 n`` predictions per sequence). The first half is the ``n`` predictions
     of the first copy (impossible beyond chance), the second half the ``n`` predictions of the
-    second copy, the first of which is still a guess (as in ARENA and seed 003).
+    second copy, the first of which is still a guess (as in ARENA and the repeated-tokens post).
     """
 
     log_probs: Float[torch.Tensor, "batch pred"]
@@ -208,9 +209,9 @@ class HeadScores:
         return self.scores[self._kind(kind)]
 
     def _kind(self, kind: str) -> str:
-        if kind not in self.scores:
-            raise ValueError(f"unknown score {kind!r}; available: {list(self.scores)}")
-        return kind
+        if not isinstance(kind, str):
+            raise TypeError(f"kind must be a score name (a str), got {type(kind).__name__}")
+        return validate.choice(kind, "kind", self.scores)
 
     @property
     def kinds(self) -> list[str]:
@@ -237,6 +238,7 @@ class HeadScores:
     def top(self, kind: str, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` highest-scoring heads as ``(name, score)``, best first."""
         values = self[kind].flatten()
+        k = validate.int_in_range(k, "k", 1, len(values))
         order = torch.argsort(values, descending=True, stable=True)[:k]
         return [(self.names[i], float(values[i])) for i in order]
 
@@ -244,6 +246,7 @@ class HeadScores:
         """Names of the heads whose ``kind`` score is at least ``threshold``, best first
         (ARENA's detectors use 0.4)."""
         values = self[kind].flatten()
+        threshold = validate.finite_float(threshold, "threshold")
         order = torch.argsort(values, descending=True, stable=True)
         return [self.names[i] for i in order if values[i] >= threshold]
 
@@ -321,6 +324,8 @@ class _Accumulator:
 def _check_kinds(kinds: Sequence[str] | None) -> list[str]:
     if kinds is None:
         return list(SCORE_KINDS)
+    if not isinstance(kinds, str | Sequence):
+        raise TypeError(f"kinds must be a score name or a list of them, got {type(kinds).__name__}")
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     unknown = [k for k in kinds if k not in SCORE_KINDS]
     if unknown or not kinds:
@@ -351,8 +356,7 @@ def head_scores(
     """
     tokens = to_tokens(model, inputs)
     kinds = _check_kinds(kinds)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     if tokens.shape[1] < 2:
         raise ValueError("head scores need at least 2 positions per sequence")
     cfg = model.cfg

@@ -69,6 +69,7 @@ SITES: dict[str, str] = {
     "attn_out": "blocks.{}.hook_attn_out",
     "mlp_out": "blocks.{}.hook_mlp_out",
     "mlp_in": "blocks.{}.hook_mlp_in",
+    "mlp_input": "blocks.{}.mlp.hook_in",  # what the MLP reads (after ln2); always on
     "mlp_pre": "blocks.{}.mlp.hook_pre",
     "mlp_post": "blocks.{}.mlp.hook_post",
     "z": "blocks.{}.attn.hook_z",

@@ -1045,8 +1045,8 @@ def agreement_pairs(
     or of the word it is an auxiliary of) is a common noun (``NN``/``NNS``, not conjoined)
     that comes before it and agrees with it, the pair is the sentence up to the verb with the
     verb and its :func:`other_number`. Both forms must be single tokens of the model (so the
-    two are scored at one position). Pairs are split by sentence (``test_fraction``,
-    ``seed``)."""
+    two are scored at one position); a prefix longer than the model's context is left out
+    (never cut). Pairs are split by sentence (``test_fraction``, ``seed``)."""
     from interp_lib.tagging import tag_sentences, token_offsets, token_word_index
 
     check_model(model)

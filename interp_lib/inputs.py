@@ -82,7 +82,7 @@ def parse_head(head: Any, cfg: Any) -> tuple[int, int]:
         layer, index = head
     else:
         raise TypeError(
-            f"a head is 'layer.head' (e.g. '1.4') or a (layer, head) pair, got {head!r}"
+            f"head must be 'layer.head' (e.g. '1.4') or a (layer, head) pair, got {head!r}"
         )
     layer = check_layer(layer, cfg)
     index = _index(index, "head index")
@@ -96,12 +96,16 @@ def parse_head(head: Any, cfg: Any) -> tuple[int, int]:
 def parse_heads(heads: Any, cfg: Any) -> list[tuple[int, int]]:
     """A list of heads (names or pairs); a single head is accepted too. Must be non-empty."""
     if isinstance(heads, str) or (
-        isinstance(heads, Sequence) and len(heads) == 2 and all(isinstance(h, int) for h in heads)
+        isinstance(heads, Sequence) and len(heads) == 2
+        and all(isinstance(h, int) and not isinstance(h, bool) for h in heads)
     ):
         heads = [heads]
+    if not isinstance(heads, Sequence | set | tuple) or isinstance(heads, bytes):
+        raise TypeError(f"heads must be a list of heads ('L.H' names or (layer, head) pairs), got "
+                        f"{type(heads).__name__}")
     heads = list(heads)
     if not heads:
-        raise ValueError("no heads given: pass at least one head, e.g. ['1.4']")
+        raise ValueError("heads is empty: pass at least one head, e.g. ['1.4']")
     return [parse_head(h, cfg) for h in heads]
 
 

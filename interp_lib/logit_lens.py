@@ -1,8 +1,8 @@
 """The logit lens: decode the residual stream at every depth as if it were the last layer.
 
-nostalgebraist's logit lens (2020; seed 002) asks, at each layer, "what would the model predict
-if it stopped here?" by sending the residual stream through the unembedding. This module reads a
-batch at every *site* and reports, per (site, batch, position):
+nostalgebraist's logit lens ("interpreting GPT: the logit lens", 2020) asks, at each layer,
+"what would the model predict if it stopped here?" by sending the residual stream through the
+unembedding. This module reads a batch at every *site* and reports, per (site, batch, position):
 
 - ``top1``: the site's top-1 token; ``top_ids`` / ``top_probs``: its top-k;
 - ``final_top1_prob``, ``final_top1_logit``, ``final_top1_rank``: how the site rates the token
@@ -55,8 +55,10 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float, Int
 
+from interp_lib import validate
 from interp_lib.hooks import hook_name, only
 from interp_lib.inputs import to_tokens
+from interp_lib.validate import check_model
 
 __all__ = [
     "DECODERS",
@@ -185,11 +187,10 @@ def _cell_stats(
 
 
 def _check_common(model: Any, decoder: str, chunk_size: int, top_k: int) -> None:
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    for value, what in ((chunk_size, "chunk_size"), (top_k, "top_k")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{what} must be a positive int, got {value!r}")
+    check_model(model)
+    validate.choice(decoder, "decoder", DECODERS)
+    validate.positive_int(chunk_size, "chunk_size")
+    validate.positive_int(top_k, "top_k")
     if top_k > model.cfg.d_vocab:
         raise ValueError(f"top_k={top_k} exceeds the vocabulary ({model.cfg.d_vocab})")
     if model.training:
@@ -239,15 +240,15 @@ class LensResult:
 
     def metric(self, name: str) -> torch.Tensor:
         """The ``[site, batch, pos]`` tensor of a metric named in :data:`METRICS`."""
-        if name not in METRICS:
-            raise ValueError(f"unknown metric {name!r}; choose from {list(METRICS)}")
-        return getattr(self, name)
+        return getattr(self, validate.choice(name, "metric", METRICS))
 
     def site_index(self, site: str | int) -> int:
-        if isinstance(site, int):
+        if isinstance(site, int) and not isinstance(site, bool):
             if not -len(self.sites) <= site < len(self.sites):
                 raise ValueError(f"site {site} out of range: there are {len(self.sites)} sites")
             return site % len(self.sites)
+        if not isinstance(site, str):
+            raise TypeError(f"site must be a site name or an index, got {type(site).__name__}")
         if site not in self.sites:
             raise ValueError(f"unknown site {site!r}; sites are {self.sites}")
         return self.sites.index(site)
@@ -257,9 +258,12 @@ class LensResult:
         token_id = int(token_id)
         return self.tokenizer.decode([token_id]) if self.tokenizer is not None else str(token_id)
 
+    def _batch(self, batch: int) -> int:
+        return validate.int_in_range(batch, "batch", 0, self.top1.shape[1] - 1)
+
     def top_tokens(self, batch: int = 0) -> list[list[str]]:
         """Decoded top-1 token per ``[site][pos]`` of one sequence."""
-        return [[self.decode(t) for t in row] for row in self.top1[:, batch]]
+        return [[self.decode(t) for t in row] for row in self.top1[:, self._batch(batch)]]
 
     def to_frame(self, batch: int | None = None):
         """Long DataFrame: one row per (site, batch, position) with every metric and the
@@ -267,7 +271,7 @@ class LensResult:
         import pandas as pd
 
         n_sites, n_batch, n_pos = self.top1.shape
-        batches = range(n_batch) if batch is None else [batch]
+        batches = range(n_batch) if batch is None else [self._batch(batch)]
         rows = []
         for b in batches:
             for s, site in enumerate(self.sites):
@@ -410,8 +414,7 @@ def lens_dataset(
     tokens = to_tokens(model, tokens)
     if tokens.shape[1] < 2:
         raise ValueError("dataset mode needs sequences of at least 2 tokens (a next token)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     sites = site_names(model.cfg.n_layers, include_mid)
     n_sites = len(sites)
     sums = {k: torch.zeros(n_sites, dtype=torch.float64)

@@ -87,9 +87,17 @@ def loss_metric(start: int = 1, stop: int | None = None) -> Metric:
     ``loss_metric()`` is the ordinary loss over every position after the first;
     ``loss_metric(n + 1)`` on BOS + n + n repeated tokens is the loss on the second half.
     """
+    if isinstance(start, bool) or not hasattr(start, "__index__"):
+        raise TypeError(f"start must be an int (a position), got {type(start).__name__}")
     start = operator.index(start)
     if start < 1:
         raise ValueError(f"start must be at least 1 (position 0 is never predicted), got {start}")
+    if stop is not None:
+        if isinstance(stop, bool) or not hasattr(stop, "__index__"):
+            raise TypeError(f"stop must be an int or None, got {type(stop).__name__}")
+        stop = operator.index(stop)
+        if stop <= start:
+            raise ValueError(f"stop must be greater than start ({start}), got {stop}")
 
     def metric(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         end = tokens.shape[1] if stop is None else stop

@@ -11,8 +11,9 @@ import os
 import random
 import sys
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["NotebookEnv", "SETUP_CELL", "colab_badge", "fast_mode", "setup_notebook"]
+__all__ = ["NotebookEnv", "SETUP_CELL", "colab_badge", "fast_mode", "setup_notebook", "sized"]
 
 FAST_ENV = "INTERP_FAST"
 #: GitHub owner/name of the course repository (Colab badges and the Colab install use it).
@@ -40,6 +41,43 @@ def colab_badge(notebook_path: str) -> str:
     """Markdown for the "Open in Colab" badge of a notebook at ``notebook_path`` in the repo."""
     url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/{notebook_path}"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+#: The course model's shape: the sizes a notebook names are for it, on a CPU.
+COURSE_SHAPE = {"n_layers": 4, "d_model": 256, "d_vocab": 8192}
+
+
+def _cost(cfg: Any, per: str) -> float:
+    if per == "vocab":   # decoding every site over the vocabulary (the logit lens)
+        return cfg.n_layers * cfg.d_model * cfg.d_vocab
+    if per == "forward":  # one forward pass: the blocks and the unembedding
+        return cfg.n_layers * 12 * cfg.d_model ** 2 + cfg.d_model * cfg.d_vocab
+    raise ValueError(f"per must be 'forward' or 'vocab', got {per!r}")
+
+
+def sized(full: int, fast: int, model: Any, *, per: str = "forward", minimum: int = 1
+          ) -> tuple[int, str]:
+    """How many items (windows, sentences, sequences) a heavy cell uses, and a note saying
+    why: ``fast`` in fast mode (``INTERP_FAST=1``), else ``full``; on a model that costs more
+    per item than the course model (GPT-2 small: about 20x per forward pass on a CPU) the
+    count shrinks in proportion, and on a GPU it stays at ``full``. The note goes into the
+    notebook's printed line, so a reader knows which sizes ran.
+
+    >>> class Cfg: n_layers, d_model, d_vocab, device = 4, 256, 8192, "cpu"
+    >>> class Model: cfg = Cfg
+    >>> sized(64, 16, Model)[0] in (16, 64)
+    True
+    """
+    cfg = model.cfg
+    if fast_mode():
+        return fast, f"{fast} (fast mode; {full} in a full run)"
+    if str(getattr(cfg, "device", "cpu")).startswith("cuda"):
+        return full, f"{full} (full size, GPU)"
+    ratio = _cost(cfg, per) / _cost(type("C", (), COURSE_SHAPE), per)
+    if ratio <= 1.5:
+        return full, f"{full} (full size)"
+    n = max(minimum, int(round(full / ratio)))
+    return n, f"{n} (full size {full}, scaled down {ratio:.0f}x for this model's size on a CPU)"
 
 
 def fast_mode() -> bool:

@@ -1,6 +1,7 @@
 """Activation patching: put one activation from one run into another and measure what changes.
 
-- :func:`mlp_position_patching` (seed 003): on repeated tokens (BOS + n + the same n), replace
+- :func:`mlp_position_patching` (after the repeated-tokens blog post "How to Interpret
+  GPT2-Small", 2024): on repeated tokens (BOS + n + the same n), replace
   the MLP output of layer ``L`` at a second-half position with the one the same run computed at
   the matching first-half position, and record the change of the second-half loss. If the MLPs
   mattered for copying, this swap would hurt little (the two positions hold the same token), so
@@ -10,7 +11,7 @@
 - :func:`activation_patching`: clean vs corrupted prompt through TransformerLens's own
   ``patching.get_act_patch_*`` (not rewritten here), returned as a labelled, optionally
   normalised grid (0 = corrupted, 1 = clean).
-- :func:`causal_trace` (ROME, Meng et al. 2022; seed 001): add Gaussian noise to the subject's
+- :func:`causal_trace` (ROME, Meng et al. 2022): add Gaussian noise to the subject's
   token embeddings, then restore one (layer, position) activation from the clean run at a time
   and record the probability of the answer. Batched over positions and noise samples.
 
@@ -32,7 +33,6 @@ whole forwards on stacked batches instead.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from jaxtyping import Int
 
+from interp_lib import validate
 from interp_lib.data import repeat_period
 from interp_lib.grid import LabelledGrid
 from interp_lib.hooks import SITES, hook_name, only
@@ -64,13 +65,14 @@ TRACE_SITES = {site: SITES[site] for site in ("resid_pre", "resid_post", "attn_o
 
 
 def _check_rows(max_rows: int) -> None:
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-        raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+    validate.positive_int(max_rows, "max_rows")
 
 
 def _layers(model: Any, layers: Any) -> list[int]:
     if layers is None:
         return list(range(model.cfg.n_layers))
+    if isinstance(layers, int | str) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a list of layer indices or None, got {layers!r}")
     layers = [check_layer(la, model.cfg) for la in layers]
     if not layers:
         raise ValueError("layers is empty: give at least one layer (or None for all)")
@@ -184,10 +186,12 @@ def activation_patching(
     it restored the clean behaviour. ``grid.baseline`` is the corrupted value and
     ``grid.reference`` the clean one (unnormalised).
     """
-    if kind not in PATCH_KINDS:
-        raise ValueError(f"unknown patching kind {kind!r}; choose one of {PATCH_KINDS}")
+    check_model(model)
+    validate.choice(kind, "kind", PATCH_KINDS)
+    validate.flag(normalise, "normalise")
     metric = check_metric(metric)
-    clean_tokens, corrupt_tokens = to_tokens(model, clean), to_tokens(model, corrupted)
+    clean_tokens = to_tokens(model, clean, name="clean")
+    corrupt_tokens = to_tokens(model, corrupted, name="corrupted")
     if clean_tokens.shape != corrupt_tokens.shape:
         raise ValueError(
             f"clean {tuple(clean_tokens.shape)} and corrupted {tuple(corrupt_tokens.shape)} token "
@@ -231,8 +235,12 @@ def activation_patching(
 def subject_positions(model: Any, prompt: str, subject: str) -> list[int]:
     """Positions (in ``model.to_tokens(prompt)``, BOS included if the model prepends one) of the
     tokens that overlap the first occurrence of ``subject`` in ``prompt``."""
+    check_model(model)
     if not isinstance(prompt, str) or not isinstance(subject, str):
-        raise TypeError("prompt and subject must be strings")
+        raise TypeError(f"prompt and subject must be strings, got {type(prompt).__name__} and "
+                        f"{type(subject).__name__}")
+    if not prompt.strip():
+        raise ValueError("prompt is empty")
     if not subject.strip():
         raise ValueError("subject is empty: give the words to corrupt, e.g. 'The Eiffel Tower'")
     start = prompt.find(subject)
@@ -240,7 +248,7 @@ def subject_positions(model: Any, prompt: str, subject: str) -> list[int]:
         raise ValueError(f"subject {subject!r} does not occur in the prompt {prompt!r}")
     end = start + len(subject)
     encoded = model.tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=False)
-    tokens = model.to_tokens(prompt)[0].tolist()
+    tokens = model.to_tokens(prompt, truncate=False)[0].tolist()
     shift = len(tokens) - len(encoded["input_ids"])
     if tokens[shift:] != list(encoded["input_ids"]):
         raise ValueError("could not align the tokenizer's offsets with model.to_tokens(prompt)")
@@ -332,12 +340,11 @@ def causal_trace(
     in ROME; or ``resid_pre``, ``attn_out``, ``mlp_out``) at one (layer, position).
     ``answer`` defaults to the model's own top-1 prediction on the clean prompt.
     """
-    if site not in TRACE_SITES:
-        raise ValueError(f"unknown site {site!r}; choose one of {list(TRACE_SITES)}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive int, got {samples!r}")
-    if not (isinstance(noise, int | float) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+    check_model(model)
+    validate.choice(site, "site", TRACE_SITES)
+    samples = validate.positive_int(samples, "samples")
+    noise = validate.finite_float(noise, "noise", nonnegative=True)
+    validate.nonnegative_int(seed, "seed")
     _check_rows(max_rows)
     layers = _layers(model, layers)
     subj = subject_positions(model, prompt, subject)

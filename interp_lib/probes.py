@@ -1,6 +1,6 @@
 """Grammar probes: where in depth a model's residual stream encodes parts of speech, tags and
-dependency labels (seed 000), with the controls that make a probe's accuracy mean something
-(seed 004; Hewitt & Liang 2019).
+dependency labels (Alethea Power, "Looking for Grammar in All the Right Places", 2020), with the
+controls that make a probe's accuracy mean something (Hewitt & Liang 2019).
 
 Pipeline:
 
@@ -12,7 +12,8 @@ Pipeline:
    keep every site's residual stream at those positions, in float16. Sites: ``0`` is the
    embedding (the input of block 0), ``k`` the residual after ``k`` blocks. Labels per word:
    ``pos``, ``tag``, ``dep`` of the word itself (incoming) and ``*_next`` of the next word
-   (outgoing); ``token``: the token itself (seed 002's input reconstruction). Split by sentence.
+   (outgoing); ``token``: the token itself (the input reconstruction of the logit-lens post).
+   Split by sentence.
 3. :func:`train_probes` — one linear probe per site, all sites trained as one batched model
    (multinomial logistic regression, L-BFGS; or closed-form ridge), with accuracy and macro-F1
    on the test sentences against the majority class; ``control=True`` trains on a control task
@@ -54,10 +55,12 @@ import numpy as np
 import torch
 from jaxtyping import Float
 
+from interp_lib import validate
 from interp_lib.fitting import Standardiser, fit_logistic, fit_ridge
 from interp_lib.grid import LabelledGrid
 from interp_lib.hooks import hook_name, scale_heads_hook, zero_ablation
 from interp_lib.inputs import padded_batch
+from interp_lib.validate import check_model, check_same_model, model_signature
 
 __all__ = [
     "LABEL_SETS",
@@ -96,6 +99,8 @@ class ProbeData:
     split: np.ndarray
     tokens: list[torch.Tensor]
     sentences: list[str] = field(repr=False)
+    #: the sizes of the model the activations came from (:func:`validate.model_signature`)
+    model_signature: tuple[int, ...] | None = None
 
     @property
     def n_words(self) -> int:
@@ -130,7 +135,17 @@ def build_probe_data(
     the train and dev shares of the sentences (the rest is test), drawn with ``seed``."""
     from interp_lib.tagging import tag_sentences, token_offsets, token_word_index
 
-    sentences = list(sentences)
+    check_model(model)
+    sentences = validate.texts(sentences, "sentences", min_count=3)
+    batch_size = validate.positive_int(batch_size, "batch_size")
+    validate.nonnegative_int(seed, "seed")
+    if not isinstance(fractions, tuple | list) or len(fractions) != 2:
+        raise TypeError(f"fractions must be (train, dev) shares, got {fractions!r}")
+    train_share, dev_share = (validate.fraction(f, name) for f, name in
+                              zip(fractions, ("fractions[0]", "fractions[1]"), strict=True))
+    if train_share + dev_share >= 1:
+        raise ValueError(f"fractions must leave sentences for the test set: train {train_share} "
+                         f"+ dev {dev_share} >= 1")
     if len(sentences) < 3:
         raise ValueError("give at least 3 sentences (train, dev and test need one each)")
     tagged = tag_sentences(sentences, cache_dir=cache_dir)
@@ -206,6 +221,7 @@ def build_probe_data(
         next_types=np.array(next_types, dtype=object), sentence=sent_of,
         position=np.array(pos_of), split=split_of[sent_of].astype(str),
         tokens=[torch.tensor(r) for r in rows], sentences=sentences,
+        model_signature=model_signature(model),
     )
 
 
@@ -264,10 +280,16 @@ class ProbeResult:
         return frame
 
     def predict(self, site: int, activations: torch.Tensor) -> torch.Tensor:
-        """Class indices for ``[n, d_model]`` activations at ``site``."""
+        """Class indices for ``[n, d_model]`` activations at ``site`` (an index into
+        :attr:`site_names`)."""
         return self.logits(site, activations).argmax(-1)
 
     def logits(self, site: int, activations: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[n, classes]`` for ``[n, d_model]`` activations at ``site``."""
+        site = validate.int_in_range(site, "site", 0, len(self.site_names) - 1)
+        width = self.weights.shape[1]
+        activations = validate.finite_tensor(activations, "activations", shape=(None, width),
+                                             dims="[n, d_model]")
         x = (activations.float() - self.mean[site]) / self.std[site]
         return x @ self.weights[site] + self.bias[site]
 
@@ -289,9 +311,7 @@ def control_labels(data: ProbeData, label_set: str, seed: int = 0) -> np.ndarray
 
 
 def _labels(data: ProbeData, label_set: str) -> np.ndarray:
-    if label_set not in data.labels:
-        raise ValueError(f"unknown label set {label_set!r}; available: {list(data.labels)}")
-    return data.labels[label_set]
+    return data.labels[validate.choice(label_set, "label_set", data.labels)]
 
 
 def _macro_f1(pred: np.ndarray, true: np.ndarray) -> float:
@@ -326,12 +346,21 @@ def train_probes(
     test words whose label never occurs in training are counted as errors. For the
     ``"token"`` set, use ``min_count`` to keep the frequent tokens only.
     """
-    if method not in ("logistic", "ridge"):
-        raise ValueError(f"method must be 'logistic' or 'ridge', got {method!r}")
+    if not isinstance(data, ProbeData):
+        raise TypeError(f"data must be ProbeData from build_probe_data, got {type(data).__name__}")
+    validate.choice(method, "method", ("logistic", "ridge"))
+    validate.flag(control, "control")
+    l2 = validate.finite_float(l2, "l2", nonnegative=True)
+    max_iter = validate.positive_int(max_iter, "max_iter")
+    min_count = validate.positive_int(min_count, "min_count")
+    validate.nonnegative_int(seed, "seed")
+    if sites is not None and (isinstance(sites, int | str) or not hasattr(sites, "__iter__")):
+        raise TypeError(f"sites must be a list of site indices or None, got {sites!r}")
     labels = control_labels(data, label_set, seed) if control else _labels(data, label_set)
     labels = labels.astype(str)
-    site_index = list(range(len(data.site_names))) if sites is None else list(sites)
-    if not site_index or min(site_index) < 0 or max(site_index) >= len(data.site_names):
+    site_index = list(range(len(data.site_names))) if sites is None else [
+        validate.int_in_range(s, "sites", 0, len(data.site_names) - 1) for s in sites]
+    if not site_index:
         raise ValueError(f"sites must be indices in 0..{len(data.site_names) - 1}")
     train = data.split == "train"
     test = data.split == "test"
@@ -377,6 +406,8 @@ def shuffled_weights(model: Any, seed: int = 0) -> Iterator[Any]:
     structure. Probes that reach the same accuracy inside it read what any random network
     computes from its input, not what training taught. The weights are restored on exit, also
     on error (one model in memory plus a copy of its weights)."""
+    check_model(model)
+    validate.nonnegative_int(seed, "seed")
     gen = torch.Generator().manual_seed(seed)
     saved = []
     seen: set[int] = set()
@@ -444,6 +475,12 @@ def _probe_loss_and_accuracy(model, data, probe, site_in_probe, site, which):
 
 
 def _probe_site(probe: ProbeResult, data: ProbeData, site: int) -> int:
+    if not isinstance(data, ProbeData):
+        raise TypeError(f"data must be ProbeData from build_probe_data, got {type(data).__name__}")
+    if not isinstance(probe, ProbeResult):
+        raise TypeError(f"probe must be a ProbeResult from train_probes, got "
+                        f"{type(probe).__name__}")
+    site = validate.int_in_range(site, "site", 0, len(data.site_names) - 1)
     name = data.site_names[site]
     if name not in probe.site_names:
         raise ValueError(f"the probe has no site {name!r}; it was trained on {probe.site_names}")
@@ -455,6 +492,10 @@ def probe_head_importance(model: Any, data: ProbeData, probe: ProbeResult, site:
     """``|d probe loss / d head mask|`` for every head, the probe reading ``site`` (Michel et
     al. 2019: L2-normalised within each layer when ``normalise``), from one backward pass over
     the ``split`` words. Heads in blocks at or after ``site`` cannot affect it and get 0."""
+    check_model(model)
+    check_same_model(model, data.model_signature, "the probe data")
+    validate.choice(split, "split", ("train", "dev", "test"))
+    validate.flag(normalise, "normalise")
     cfg = model.cfg
     k = _probe_site(probe, data, site)
     if site == 0:
@@ -482,6 +523,9 @@ def probe_ablation_effects(model: Any, data: ProbeData, probe: ProbeResult, site
     """The drop in the probe's accuracy at ``site`` when each head below it is zero-ablated
     alone (one forward pass over the ``split`` sentences per head: the exhaustive reference
     for :func:`probe_head_importance`). Heads at or after ``site`` get 0."""
+    check_model(model)
+    check_same_model(model, data.model_signature, "the probe data")
+    _probe_site(probe, data, site)
     cfg = model.cfg
     if site == 0:
         raise ValueError("site 0 is the embedding: no head comes before it")
@@ -500,6 +544,9 @@ def probe_accuracy_without(model: Any, data: ProbeData, probe: ProbeResult, site
                            heads: Sequence[Any], *, split: str = "test") -> float:
     """The probe's accuracy at ``site`` on the ``split`` words when ``heads`` are
     zero-ablated (an empty list: the plain accuracy, recomputed)."""
+    check_model(model)
+    check_same_model(model, data.model_signature, "the probe data")
+    validate.choice(split, "split", ("train", "dev", "test"))
     k = _probe_site(probe, data, site)
     with zero_ablation(model, list(heads) or None):
         _, accuracy = _probe_loss_and_accuracy(model, data, probe, k, site, data.split == split)

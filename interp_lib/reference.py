@@ -14,6 +14,12 @@ reference                      library sweep
 :func:`mlp_position_patching_loop`  :func:`interp_lib.patching.mlp_position_patching`
 :func:`composition_scores_loop`     :func:`interp_lib.circuits.composition_scores`
 :func:`lens_dataset_naive`     :func:`interp_lib.logit_lens.lens_dataset`
+:func:`mlp_weight_gradients_autograd`  :func:`interp_lib.vocab_space.backward_lens`
+:func:`neuron_contexts_naive`  :func:`interp_lib.vocab_space.neuron_contexts`
+:func:`value_tokens_dense`     :func:`interp_lib.vocab_space.value_tokens`
+:func:`top_token_pairs_dense`  :func:`interp_lib.vocab_space.top_token_pairs`
+:func:`key_covariance_naive`   :func:`interp_lib.editing.key_covariance`
+:func:`optimise_value_loop`    :func:`interp_lib.editing.optimise_value`
 :func:`agreement_scores_loop`  :func:`interp_lib.info_probing.agreement_scores`
 :func:`causal_number_probe_loop`    :func:`interp_lib.info_probing.causal_number_probe`
 =============================  ==============================================================
@@ -44,8 +50,14 @@ __all__ = [
     "composition_scores_loop",
     "head_ablation_loop",
     "head_scores_loop",
+    "key_covariance_naive",
     "lens_dataset_naive",
     "mlp_position_patching_loop",
+    "mlp_weight_gradients_autograd",
+    "neuron_contexts_naive",
+    "optimise_value_loop",
+    "top_token_pairs_dense",
+    "value_tokens_dense",
 ]
 
 
@@ -226,6 +238,258 @@ def lens_dataset_naive(
         mean_entropy=(-(lp.exp() * lp).sum(-1)).mean((1, 2)).cpu(),
         first_stable=torch.bincount(first, minlength=n_sites + 1),
     )
+
+
+# ---------------------------------------------------------------- vocabulary space
+
+
+def mlp_weight_gradients_autograd(
+    model: Any,
+    inputs: str | Int[torch.Tensor, "1 pos"],
+    target: int | None = None,
+    *,
+    position: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """:func:`~interp_lib.vocab_space.backward_lens` the straightforward way: for each layer,
+    one forward and one backward pass with autograd on that layer's two MLP parameters, then
+    a full SVD of each gradient for its rank. Returns ``{"W_in": [layer, d_model, d_mlp],
+    "W_out": [layer, d_mlp, d_model], "rank_W_in": [layer], "rank_W_out": [layer]}`` (the
+    layout of ``model.W_in`` / ``model.W_out``). The loss is the mean next-token loss, or
+    ``-log p(target)`` at ``position`` (default the last) for a target id."""
+    from interp_lib.vocab_space import mlp_weight
+
+    tokens = to_tokens(model, inputs)
+    out: dict[str, list[torch.Tensor]] = {"W_in": [], "W_out": [], "rank_W_in": [],
+                                          "rank_W_out": []}
+    for layer in range(model.cfg.n_layers):
+        weights = [mlp_weight(model, layer, name) for name in ("W_in", "W_out")]
+        with torch.enable_grad():
+            logits = model(tokens)
+            if target is None:
+                lp = logits[:, :-1].float().log_softmax(-1)
+                loss = -lp.gather(-1, tokens[:, 1:, None]).mean()
+            else:
+                p = tokens.shape[1] - 1 if position is None else position
+                loss = -logits[0, p].float().log_softmax(-1)[int(target)]
+            grads = torch.autograd.grad(loss, [w.parameter for w in weights])
+        for weight, grad in zip(weights, grads, strict=True):
+            dense = weight.as_model_layout(grad).detach().float()
+            singular = torch.linalg.svd(dense, full_matrices=False).S
+            tol = singular.max() * max(dense.shape) * torch.finfo(torch.float32).eps
+            out[weight.name].append(dense.cpu())
+            out[f"rank_{weight.name}"].append((singular > tol).sum().cpu())
+    return {key: torch.stack(values) for key, values in out.items()}
+
+
+@torch.no_grad()
+def neuron_contexts_naive(
+    model: Any,
+    tokens: Int[torch.Tensor, "window pos"],
+    layer: int,
+    *,
+    neurons: Sequence[int] | torch.Tensor | None = None,
+    k: int = 10,
+):
+    """:func:`~interp_lib.vocab_space.neuron_contexts` with everything in memory: one
+    forward pass over every window at once, the whole text's ``[tokens, d_mlp]`` activation
+    matrix, and one top-``k`` per neuron."""
+    from interp_lib.vocab_space import NeuronContexts
+
+    tokens = to_tokens(model, tokens, name="tokens")
+    layer = check_layer(layer, model.cfg)
+    ids = (torch.arange(model.cfg.d_mlp) if neurons is None
+           else torch.as_tensor(neurons, dtype=torch.long).flatten())
+    name = hook_name("mlp_post", layer)
+    _, cache = model.run_with_cache(tokens, names_filter=name)
+    acts = cache[name][..., ids.to(model.cfg.device)].float()
+    bos = model.tokenizer.bos_token_id
+    if bos is not None:
+        acts[tokens == bos] = float("-inf")
+    n_pos = tokens.shape[1]
+    matrix = acts.reshape(-1, len(ids))                           # [tokens, neuron]
+    top = matrix.topk(k, dim=0)
+    where = top.indices.T.cpu()
+    readable = int((tokens != bos).sum()) if bos is not None else tokens.numel()
+    return NeuronContexts(layer, ids, top.values.T.cpu(), where // n_pos, where % n_pos,
+                          tokens.cpu(), readable, model.tokenizer)
+
+
+@torch.no_grad()
+def value_tokens_dense(model: Any, layer: int, *, k: int = 10,
+                       neurons: Sequence[int] | torch.Tensor | None = None):
+    """:func:`~interp_lib.vocab_space.value_tokens` with the whole ``[neurons, d_vocab]``
+    product ``W_out[layer] @ W_U`` (default every neuron) in memory at once."""
+    from interp_lib.vocab_space import NeuronTokens, TopTokens
+
+    layer = check_layer(layer, model.cfg)
+    ids = (torch.arange(model.cfg.d_mlp) if neurons is None
+           else torch.as_tensor(neurons, dtype=torch.long).flatten())
+    values = model.W_out[layer].detach().float()[ids]
+    centred = values - values.mean(-1, keepdim=True)  # what the final LayerNorm sees
+    if getattr(model.cfg, "normalization_type", "LN") not in ("LN", "LNPre"):
+        centred = values
+    logits = centred @ model.W_U.detach().float()
+    top, low = logits.topk(k, dim=-1), logits.topk(k, dim=-1, largest=False)
+    labels = [f"{layer}.{j}" for j in ids.tolist()]
+
+    def tokens(ids):
+        return [[model.tokenizer.decode([i]) for i in row] for row in ids.tolist()]
+
+    return NeuronTokens(layer, ids,
+                        TopTokens(top.indices.cpu(), top.values.cpu(), tokens(top.indices),
+                                  labels, "direct logit effect"),
+                        TopTokens(low.indices.cpu(), low.values.cpu(), tokens(low.indices),
+                                  labels, "direct logit effect"),
+                        values.norm(dim=-1).cpu())
+
+
+@torch.no_grad()
+def top_token_pairs_dense(model: Any, circuit: Any, k: int = 20, *,
+                          rows: Sequence[int] | torch.Tensor | None = None):
+    """:func:`~interp_lib.vocab_space.top_token_pairs` by multiplying the circuit's rows out
+    at once (``[rows, d_vocab]`` in memory) and sorting all of it."""
+    from interp_lib.vocab_space import TokenPairs
+
+    vocab = model.cfg.d_vocab
+    index = torch.arange(vocab) if rows is None else torch.as_tensor(rows).long().flatten()
+    dense = circuit.A[index] @ circuit.B if hasattr(circuit, "A") else circuit[index]
+    top = dense.float().flatten().topk(k)
+    r, c = index[(top.indices // vocab).cpu()], (top.indices % vocab).cpu()
+    return TokenPairs(r, c, top.values.cpu(), [model.tokenizer.decode([i]) for i in r.tolist()],
+                      [model.tokenizer.decode([i]) for i in c.tolist()])
+
+
+# ---------------------------------------------------------------- model editing (notebook 11)
+
+
+@torch.no_grad()
+def key_covariance_naive(model: Any, layer: int, texts: Sequence[str], *, length: int = 128):
+    """:func:`~interp_lib.editing.key_covariance` the obvious way: cut each text into rows of
+    ``length`` tokens (BOS first), run every row on its own through the whole model with
+    ``run_with_cache``, keep every key (``hook_post``, BOS left out) of the whole text in one
+    ``[tokens, d_mlp]`` matrix, and multiply it out at the end."""
+    from interp_lib.editing import KeyStatistics
+    from interp_lib.validate import model_signature
+
+    check_model(model)
+    layer = check_layer(layer, model.cfg)
+    name = hook_name("mlp_post", layer)
+    bos = model.tokenizer.bos_token_id
+    keys = []
+    for text in texts:
+        ids = model.tokenizer(text)["input_ids"]
+        if ids and ids[0] == bos:
+            ids = ids[1:]
+        for start in range(0, len(ids), length - 1):
+            row = torch.tensor([[bos, *ids[start: start + length - 1]]], device=model.cfg.device)
+            _, cache = model.run_with_cache(row, names_filter=name)
+            keys.append(cache[name][0, 1:].double().cpu())
+    everything = torch.cat(keys)
+    return KeyStatistics(layer, everything.T @ everything / len(everything),
+                         everything.mean(0), len(everything), model_signature(model))
+
+
+def optimise_value_loop(
+    model: Any,
+    fact: Any,
+    new_object: str,
+    layer: int,
+    *,
+    prefixes: Sequence[str] = ("",),
+    steps: int = 20,
+    lr: float = 0.5,
+    kl_weight: float = 0.0625,
+    decay: float = 0.5,
+    clamp: float = 4.0,
+    kl_prompt: str | None = "{} is a",
+    stop_loss: float = 0.05,
+    at: str = "subject_last",
+):
+    """:func:`~interp_lib.editing.optimise_value` one prompt at a time: every step runs each
+    rewriting prompt (prefix + prompt + the new object's first ``i`` tokens) through its own
+    forward pass, unpadded, with ``δ`` added at its edit position, and the KL prompt through
+    another, then sums the loss terms."""
+    from interp_lib.editing import ValueSearch
+    from interp_lib.patching import subject_positions
+
+    check_model(model)
+    layer = check_layer(layer, model.cfg)
+    new_ids = model.tokenizer(new_object, add_special_tokens=False)["input_ids"]
+    name = hook_name("mlp_out", layer)
+    prompt = fact.template.replace("{}", fact.subject)
+    cases = []  # (tokens, edit position, predicting position, target)
+    for prefix in prefixes:
+        base = model.to_tokens(prefix + prompt)[0].tolist()
+        pos = len(base) - 1 if at == "last" else \
+            subject_positions(model, prefix + prompt, fact.subject)[-1]
+        for i, token in enumerate(new_ids):
+            cases.append((torch.tensor([base + new_ids[:i]], device=model.cfg.device), pos,
+                          len(base) + i - 1, token))
+    kl_case = None
+    if kl_prompt is not None and at == "subject_last":
+        text = kl_prompt.replace("{}", fact.subject)
+        kl_tokens = model.to_tokens(text)
+        kl_case = (kl_tokens, subject_positions(model, text, fact.subject)[-1])
+
+    def run(tokens, pos, delta=None):
+        seen = {}
+
+        def hook(out, hook=None):
+            seen["out"] = out
+            if delta is None:
+                return out
+            out = out.clone()
+            out[0, pos] = out[0, pos] + delta
+            return out
+
+        with model.hooks(fwd_hooks=[(name, hook)]):
+            logits = model(tokens)
+        return logits, seen["out"]
+
+    with torch.no_grad():
+        _, out = run(cases[0][0], cases[0][1])
+        initial = out[0, cases[0][1]].float().clone()
+        kl_init = None
+        if kl_case is not None:
+            logits, _ = run(*kl_case)
+            kl_init = logits[0, -1].float().log_softmax(-1)
+    delta = torch.zeros(model.cfg.d_model, requires_grad=True)
+    scale = float(initial.norm()) or 1.0
+    optimiser = torch.optim.Adam([delta], lr=lr * scale / model.cfg.d_model ** 0.5)
+    history = {k: [] for k in ("loss", "nll", "kl", "decay", "p_new")}
+    with torch.enable_grad():
+        for step in range(steps):
+            optimiser.zero_grad()
+            nll, p_new = 0.0, 0.0
+            for tokens, pos, last, target in cases:
+                logits, _ = run(tokens, pos, delta)
+                lp = logits[0, last].float().log_softmax(-1)[target]
+                nll = nll - lp / len(cases)
+                p_new = p_new + lp.exp() / len(cases)
+            kl = torch.zeros(())
+            if kl_case is not None:
+                logits, _ = run(*kl_case, delta)
+                lp = logits[0, -1].float().log_softmax(-1)
+                kl = (lp.exp() * (lp - kl_init)).sum()
+            penalty = decay * delta.pow(2).sum() / scale**2
+            loss = nll + kl_weight * kl + penalty
+            for key, v in (("loss", loss), ("nll", nll), ("kl", kl), ("decay", penalty),
+                           ("p_new", p_new)):
+                history[key].append(float(v.detach()))
+            if loss.item() < stop_loss or step == steps - 1:
+                break
+            loss.backward(inputs=[delta])
+            optimiser.step()
+            with torch.no_grad():
+                norm = float(delta.norm())
+                if norm > clamp * scale:
+                    delta.mul_(clamp * scale / norm)
+    delta = delta.detach()
+    return ValueSearch(initial + delta, initial, history,
+                       [model.to_string(t[0][1:]) for t, _, _, _ in cases])
+
+
+# ---------------------------------------------------------------- probing beyond accuracy (nb 10)
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Steering: changing what a model does by adding vectors to its activations (seed 001).
+"""Steering: changing what a model does by adding vectors to its activations (after the CMU
+Advanced NLP lecture "Debugging and Understanding NLP Models").
 
 - **Latent steering vectors** (Subramani et al. 2022): :func:`fit_latent_vector` optimises one
   ``d_model`` vector, added to the residual stream at one layer, so that the *frozen* model
@@ -39,11 +40,14 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
+from interp_lib import validate
 from interp_lib.fitting import Standardiser, fit_logistic, predict
 from interp_lib.generation import generate, generate_with_log_probs
+from interp_lib.grid import LabelledGrid
 from interp_lib.hooks import by_layer, hook_name, only, shift_heads_hook
 from interp_lib.inputs import check_layer, head_name, padded_batch, to_tokens
 from interp_lib.logprobs import next_token_loss
+from interp_lib.validate import check_model
 
 __all__ = [
     "HeadProbes",
@@ -105,8 +109,11 @@ def _check_positions(positions: str) -> str:
 def decode_latent(model: Any, vector: torch.Tensor, layer: int, n_tokens: int, *,
                   positions: str = "all") -> str:
     """Greedy decoding of ``n_tokens`` from BOS alone with ``vector`` added at ``layer``."""
+    check_model(model)
     layer = check_layer(layer, model.cfg)
     _check_positions(positions)
+    vector = validate.finite_tensor(vector, "vector", shape=(model.cfg.d_model,), dims="[d_model]")
+    validate.positive_int(n_tokens, "n_tokens")
     return generate(model, _bos(model), n_tokens, hooks=_latent_hook(layer, vector, positions))
 
 
@@ -133,12 +140,17 @@ def fit_latent_vector(
     minimises the teacher-forced loss of the target's tokens. Every ``check_every`` steps the
     model decodes greedily; optimisation stops at the first exact reproduction (``steps``
     records when)."""
+    check_model(model)
     cfg = model.cfg
     layer = max(1, cfg.n_layers // 2 - 1) if layer is None else check_layer(layer, cfg)
     _check_positions(positions)
     if not isinstance(target, str) or not target.strip():
         raise ValueError("target must be a non-empty string")
-    ids = model.to_tokens(target, prepend_bos=False)[0].tolist()
+    steps = validate.positive_int(steps, "steps")
+    lr = validate.finite_float(lr, "lr", positive=True)
+    check_every = validate.positive_int(check_every, "check_every")
+    validate.nonnegative_int(seed, "seed")
+    ids = model.to_tokens(target, prepend_bos=False, truncate=False)[0].tolist()
     if len(ids) + 1 > cfg.n_ctx:
         raise ValueError(f"the target has {len(ids)} tokens; the context is {cfg.n_ctx}")
     bos = model.tokenizer.bos_token_id
@@ -152,8 +164,9 @@ def fit_latent_vector(
         with torch.enable_grad(), model.hooks(fwd_hooks=_latent_hook(layer, vector, positions)):
             logits = model(tokens, return_type="logits")[0, :-1]
             loss = torch.nn.functional.cross_entropy(logits.float(), tokens[0, 1:])
-            optimizer.zero_grad()
-            loss.backward()
+            # the gradient of the vector only: the model's weights get none (nothing is
+            # accumulated in their .grad, and no time is spent on it)
+            (vector.grad,) = torch.autograd.grad(loss, [vector])
         optimizer.step()
         losses.append(loss.item())
         if step % check_every == 0 or step == steps:
@@ -203,12 +216,15 @@ def contrastive_vector(
     """Mean residual stream of the ``positive`` prompts minus that of the ``negative`` ones
     at ``blocks.{layer}.hook_resid_pre`` (a list of layers gives ``[layer, d_model]``). With one
     prompt on each side this is the classic "activation addition" pair."""
+    check_model(model)
     many = not isinstance(layer, int)
+    if many and not isinstance(layer, Sequence):
+        raise TypeError(f"layer must be an int or a list of ints, got {type(layer).__name__}")
     layers = [check_layer(la, model.cfg) for la in (layer if many else [layer])]
-    pos = [positive] if isinstance(positive, str) else list(positive)
-    neg = [negative] if isinstance(negative, str) else list(negative)
-    if not pos or not neg or any(not t.strip() for t in [*pos, *neg]):
-        raise ValueError("give at least one non-empty prompt on each side")
+    if not layers:
+        raise ValueError("layer is an empty list: give at least one layer")
+    pos = validate.texts(positive, "positive", allow_single=True)
+    neg = validate.texts(negative, "negative", allow_single=True)
     vector = _mean_resid(model, pos, layers) - _mean_resid(model, neg, layers)
     return vector if many else vector[0]
 
@@ -216,10 +232,11 @@ def contrastive_vector(
 def steering_hooks(model: Any, layer: int, vector: torch.Tensor, coefficient: float) -> Hooks:
     """Hooks that add ``coefficient * vector`` to the residual stream entering ``layer`` at
     every position (use with :func:`generate` or ``model.hooks``)."""
+    check_model(model)
     layer = check_layer(layer, model.cfg)
-    vector = torch.as_tensor(vector, dtype=torch.float32)
-    if vector.shape != (model.cfg.d_model,):
-        raise ValueError(f"vector must have shape [{model.cfg.d_model}], got {tuple(vector.shape)}")
+    vector = validate.finite_tensor(vector, "vector", shape=(model.cfg.d_model,),
+                                    dims="[d_model]").float()
+    coefficient = validate.finite_float(coefficient, "coefficient")
     added = (coefficient * vector).to(model.cfg.device)
 
     def hook(resid, hook=None):
@@ -231,9 +248,10 @@ def steering_hooks(model: Any, layer: int, vector: torch.Tensor, coefficient: fl
 def token_set_log_prob(model: Any, words: Sequence[str]) -> Callable:
     """A measure for :func:`steering_sweep`: the log of the total probability the model puts on
     the first tokens of ``words`` (e.g. ``[" whale", " sea"]``), averaged over positions."""
-    ids = sorted({model.to_tokens(w, prepend_bos=False)[0, 0].item() for w in words})
-    if not ids:
-        raise ValueError("words is empty")
+    check_model(model)
+    words = validate.texts(words, "words")
+    ids = sorted({model.to_tokens(w, prepend_bos=False, truncate=False)[0, 0].item()
+                  for w in words})
     index = torch.tensor(ids)
 
     def measure(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -292,15 +310,20 @@ def steering_sweep(
     coefficient and each copy gets its own ``coefficient * vectors[layer]`` in one forward
     pass. ``measure(log_probs [batch, pos, vocab], tokens) -> [batch]`` scores the intended
     effect (e.g. :func:`token_set_log_prob`)."""
+    check_model(model)
+    if isinstance(layers, int) or not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}")
+    if isinstance(coefficients, int | float) or not isinstance(coefficients, Sequence):
+        raise TypeError("coefficients must be a list of numbers, got "
+                        f"{type(coefficients).__name__}")
     layers = [check_layer(la, model.cfg) for la in layers]
-    coefs = torch.tensor([float(c) for c in coefficients])
-    if len(coefs) == 0 or not layers:
+    if not layers or not coefficients:
         raise ValueError("give at least one layer and one coefficient")
-    vectors = torch.as_tensor(vectors, dtype=torch.float32)
-    if vectors.shape != (len(layers), model.cfg.d_model):
-        raise ValueError(f"vectors must be [len(layers), d_model] = [{len(layers)}, "
-                         f"{model.cfg.d_model}], got {tuple(vectors.shape)}")
-    tokens = to_tokens(model, neutral)
+    coefs = torch.tensor([validate.finite_float(c, "coefficients") for c in coefficients])
+    vectors = validate.finite_tensor(vectors, "vectors", shape=(len(layers), model.cfg.d_model),
+                                     dims="[len(layers), d_model]").float()
+    validate.function(measure, "measure", "(log_probs, tokens) -> [batch]")
+    tokens = to_tokens(model, neutral, name="neutral")
     batch = tokens.shape[0]
     stacked = tokens.repeat(len(coefs), 1)
 
@@ -344,8 +367,25 @@ class HeadProbes:
     names: list[str]
 
     def top(self, k: int) -> list[str]:
+        """The ``k`` heads with the best held-out accuracy, best first."""
+        k = validate.int_in_range(k, "k", 1, len(self.names))
         order = torch.argsort(self.accuracy.flatten(), descending=True, stable=True)[:k]
         return [self.names[int(i)] for i in order]
+
+    def grid(self) -> LabelledGrid:
+        """The held-out accuracy as a labelled ``[layer, head]`` grid."""
+        return LabelledGrid.layer_head(self.accuracy, "held-out probe accuracy")
+
+    def to_frame(self):
+        """One row per head: name, layer, head, accuracy and the spread along its direction."""
+        frame = self.grid().to_frame()
+        frame.insert(0, "name", self.names)
+        frame["std"] = self.std.flatten().numpy()
+        return frame
+
+    def heatmap(self, title: str | None = None):
+        """The ``[layer, head]`` accuracy heatmap."""
+        return self.grid().heatmap(title, zmid=None)
 
 
 @torch.no_grad()
@@ -368,9 +408,12 @@ def head_probes(model: Any, positive: Sequence[str], negative: Sequence[str], *,
     """Train one logistic probe per head (all heads as one batched model) to tell
     ``positive`` from ``negative`` texts by the head's output at the last token; accuracy on a
     held-out ``test_fraction`` of each set."""
-    positive, negative = list(positive), list(negative)
-    if len(positive) < 4 or len(negative) < 4:
-        raise ValueError("give at least 4 texts per class")
+    check_model(model)
+    positive = validate.texts(positive, "positive", min_count=4)
+    negative = validate.texts(negative, "negative", min_count=4)
+    test_fraction = validate.fraction(test_fraction, "test_fraction")
+    l2 = validate.finite_float(l2, "l2", nonnegative=True)
+    validate.nonnegative_int(seed, "seed")
     cfg = model.cfg
     z = _last_token_z(model, positive + negative)           # [n, L, H, d]
     y = torch.tensor([1] * len(positive) + [0] * len(negative))
@@ -395,6 +438,16 @@ def head_probes(model: Any, positive: Sequence[str], negative: Sequence[str], *,
 def iti_hooks(model: Any, probes: HeadProbes, heads: Sequence[Any] | str, alpha: float) -> Hooks:
     """Hooks that shift each given head's output (``hook_z``) at every position by
     ``alpha * std * direction`` of its probe (Li et al. 2023)."""
+    check_model(model)
+    if not isinstance(probes, HeadProbes):
+        raise TypeError(f"probes must be HeadProbes from head_probes, got {type(probes).__name__}")
+    if probes.accuracy.shape != (model.cfg.n_layers, model.cfg.n_heads) or \
+            probes.directions.shape[-1] != model.cfg.d_head:
+        raise ValueError(f"probes were trained on a model of other sizes "
+                         f"({list(probes.directions.shape)} vs this model's "
+                         f"[{model.cfg.n_layers}, {model.cfg.n_heads}, {model.cfg.d_head}]); "
+                         "train them with this model")
+    alpha = validate.finite_float(alpha, "alpha")
     hooks = []
     for layer, heads_here in by_layer(model, heads).items():
         shift = torch.zeros(model.cfg.n_heads, model.cfg.d_head)

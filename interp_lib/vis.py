@@ -189,6 +189,8 @@ def attention_heads(
             "attention must be [head, dest, src] with dest == src (or [dest, src]); got shape "
             f"{tuple(as_numpy(attention, name='attention').shape)}"
         )
+    if not np.isfinite(array).all():
+        raise ValueError("attention has NaN or infinite entries; give finite attention weights")
     n_heads, n_pos, _ = array.shape
     tokens = _tokens(tokens, n_pos, "tokens")
     if head_names is not None:
@@ -214,6 +216,8 @@ def colored_tokens(
 ) -> CircuitsVisView:
     """circuitsvis's ``ColoredTokens``: each token shaded by its value (one value per token)."""
     array = as_numpy(values, ndim=1, name="values")
+    if not np.isfinite(array).all():
+        raise ValueError("values has NaN or infinite entries; give one finite value per token")
     tokens = _tokens(tokens, len(array), "tokens")
     return CircuitsVisView("ColoredTokens", {"tokens": tokens, "values": array.tolist()}, mode)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,29 @@ def test_the_layers_contract_holds():
 
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True,
                         no_logo=True) == 0
+
+
+#: Words a student cannot follow: references to the course's own source files, issues or notes.
+INSIDER = re.compile(r"seed 00\d|seeds?/0|shared/|REFERENCE\.md|closing note|this issue|"
+                     r"notebook's issue|(?<!TransformerLens )(?<!tuned-lens )\bissue #?\d+",
+                     re.IGNORECASE)
+
+
+def test_no_insider_references_in_what_a_student_reads():
+    found = []
+    paths = [*sorted((ROOT / "notebooks").glob("*.ipynb")),
+             *sorted((ROOT / "exercises").glob("*.ipynb")),
+             *sorted(PACKAGE.rglob("*.py")), *sorted(PACKAGE.rglob("*.md"))]
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if INSIDER.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
+    assert not found, "cite the paper, post or talk instead:\n" + "\n".join(found)
+
+
+def test_the_insider_pattern_catches_what_it_should():
+    for bad in ("as seed 003 reports", "see shared/REFERENCE.md", "the closing note of issue 6",
+                "bare issue 20"):
+        assert INSIDER.search(bad), bad
+    for fine in ("TransformerLens issue #1272", "tuned-lens issue #72", "the seed of the RNG"):
+        assert not INSIDER.search(fine), fine

@@ -153,7 +153,7 @@ def test_loss_by_slice_matches_plain_per_token_losses(tiny_model):
     worst = slices.worst(3)
     assert worst["loss"].is_monotonic_decreasing and len(worst) == 3
     assert slices.figure("frequency").data[0].type == "bar"
-    with pytest.raises(ValueError, match="unknown slice"):
+    with pytest.raises(ValueError, match="slice_name must be one of"):
         slices.by("colour")
 
 
@@ -172,9 +172,9 @@ def test_token_word_index():
 
 
 @pytest.mark.parametrize(("call", "error", "match"), [
-    (lambda m: check_batched_loss(m, "one text"), TypeError, "list of texts"),
-    (lambda m: check_batched_loss(m, ["only one"]), ValueError, "at least two"),
-    (lambda m: check_batched_loss(m, ["a", ""]), ValueError, "non-empty"),
+    (lambda m: check_batched_loss(m, "one text"), TypeError, "texts must be a list of strings"),
+    (lambda m: check_batched_loss(m, ["only one"]), ValueError, "texts must hold at least 2"),
+    (lambda m: check_batched_loss(m, ["a", ""]), ValueError, "texts: item 1 is an empty string"),
     (lambda m: check_batched_loss(m, TEXTS, padding_side="middle"), ValueError, "padding_side"),
     (lambda m: check_generation_score(m, "The", 0), ValueError, "max_new_tokens"),
     (lambda m: check_generation_score(m, "The", 500), ValueError, "context"),

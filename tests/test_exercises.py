@@ -76,6 +76,17 @@ def _course_model(load_model):
     return _CACHE["course"]
 
 
+@pytest.fixture(autouse=True)
+def _gradients_off_as_in_a_notebook():
+    """Notebooks run with gradients off (``setup_notebook``); so do the checks here."""
+    import torch
+
+    before = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)
+    yield
+    torch.set_grad_enabled(before)
+
+
 def _ids(exercises):
     return [f"{ex.notebook[:2]}-{ex.function}" for ex in exercises]
 

@@ -129,7 +129,7 @@ def test_result_labels_frame_and_heatmap(tiny_model):
     assert row["induction"] == pytest.approx(float(scores["induction"][-1, -1]))
     fig = scores.heatmap("induction")
     assert fig.data[0].z.shape == (cfg.n_layers, cfg.n_heads)
-    with pytest.raises(ValueError, match="unknown score"):
+    with pytest.raises(ValueError, match="kind must be one of"):
         scores["copying"]
 
 

@@ -29,7 +29,7 @@ def test_parse_head_accepts_names_and_pairs(head, expected):
     ((4, 0), ValueError, "layer 4 is out of range"),
     ((0, 8), ValueError, "head 8 is out of range"),
     ((0.0, 1), TypeError, "must be an int"),
-    (7, TypeError, "a head is"),
+    (7, TypeError, "head must be"),
 ])
 def test_parse_head_explains_what_is_wrong(head, error, match):
     with pytest.raises(error, match=match):
@@ -40,7 +40,7 @@ def test_parse_heads_takes_one_or_many_and_refuses_none():
     assert parse_heads("1.2", Cfg) == [(1, 2)]
     assert parse_heads((1, 2), Cfg) == [(1, 2)]
     assert parse_heads(["0.1", (2, 3)], Cfg) == [(0, 1), (2, 3)]
-    with pytest.raises(ValueError, match="no heads given"):
+    with pytest.raises(ValueError, match="heads is empty"):
         parse_heads([], Cfg)
 
 

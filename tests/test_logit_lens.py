@@ -174,7 +174,7 @@ def test_bad_inputs_are_refused(model3, lens):
         logit_lens(model, "")
     with pytest.raises(ValueError, match="exceeds the model's context"):
         logit_lens(model, torch.ones(1, model.cfg.n_ctx + 1, dtype=torch.long))
-    with pytest.raises(ValueError, match="unknown metric"):
+    with pytest.raises(ValueError, match="metric must be one of"):
         lens.metric("surprise")
     with pytest.raises(ValueError, match="unknown site"):
         lens.site_index("9_pre")

@@ -153,7 +153,7 @@ def test_causal_trace_cells_equal_single_runs(tiny_model):
 
 @pytest.mark.parametrize(("call", "error", "match"), [
     (lambda m: causal_trace(m, PROMPT, "Paris"), ValueError, "does not occur"),
-    (lambda m: causal_trace(m, PROMPT, SUBJECT, site="embed"), ValueError, "unknown site"),
+    (lambda m: causal_trace(m, PROMPT, SUBJECT, site="embed"), ValueError, "site must be one of"),
     (lambda m: causal_trace(m, PROMPT, SUBJECT, answer=" the book to"), ValueError,
      "single-token"),
     (lambda m: causal_trace(m, PROMPT, SUBJECT, samples=0), ValueError, "samples"),
@@ -161,7 +161,7 @@ def test_causal_trace_cells_equal_single_runs(tiny_model):
     (lambda m: activation_patching(m, PROMPT, "Mary", logit_diff_metric(1, 2)), ValueError,
      "same shape"),
     (lambda m: activation_patching(m, PROMPT, PROMPT, logit_diff_metric(1, 2), kind="qk"),
-     ValueError, "unknown patching kind"),
+     ValueError, "kind must be one of"),
     (lambda m: activation_patching(m, PROMPT, PROMPT, logit_diff_metric(1, 2)), ValueError,
      "undefined"),
     (lambda m: mlp_position_patching(m, m.to_tokens(PROMPT)), ValueError, "repeated_tokens"),

@@ -211,7 +211,7 @@ def test_ablating_no_heads_gives_the_probes_own_accuracy(tiny_model, data):
 
 
 @pytest.mark.parametrize(("call", "error", "match"), [
-    (lambda m, d: train_probes(d, "colour"), ValueError, "unknown label set"),
+    (lambda m, d: train_probes(d, "colour"), ValueError, "label_set must be one of"),
     (lambda m, d: train_probes(d, "pos", method="svm"), ValueError, "method"),
     (lambda m, d: train_probes(d, "pos", sites=[9]), ValueError, "sites"),
     (lambda m, d: build_probe_data(m, ["One sentence here."]), ValueError, "at least 3"),

@@ -157,7 +157,7 @@ def test_shipped_topic_sentences():
     (lambda m: fit_latent_vector(m, "The cat", layer=7), ValueError, "out of range"),
     (lambda m: fit_latent_vector(m, "The cat", positions="middle"), ValueError, "positions"),
     (lambda m: steering_hooks(m, 0, torch.zeros(3), 1.0), ValueError, "shape"),
-    (lambda m: contrastive_vector(m, [], ["x"], 0), ValueError, "at least one"),
+    (lambda m: contrastive_vector(m, [], ["x"], 0), ValueError, "positive is empty"),
     (lambda m: steering_sweep(m, torch.zeros(1, 64), [0], [], "The cat", lambda lp, t: lp),
      ValueError, "at least one"),
     (lambda m: head_probes(m, ["a"], ["b"]), ValueError, "at least 4"),
@@ -167,3 +167,11 @@ def test_clear_errors(tiny_model, call, error, match):
     with pytest.raises(error, match=match):
         call(tiny_model)
     assert _no_hooks_left(tiny_model)
+
+
+def test_fitting_a_latent_vector_leaves_the_models_gradients_alone(tiny_model):
+    for param in tiny_model.parameters():
+        param.grad = None
+    fit = fit_latent_vector(tiny_model, "The cat sat", steps=3, check_every=3)
+    assert len(fit.losses) == 3 and fit.vector.shape == (tiny_model.cfg.d_model,)
+    assert all(param.grad is None for param in tiny_model.parameters())

@@ -144,8 +144,11 @@ def _shape(shape: Sequence[int], axes: Sequence[str] | None) -> str:
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
-    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=rtol,
-                                                      equal_nan=True))
+    if a.shape != b.shape:
+        return False
+    if not (a.is_floating_point() or b.is_floating_point()):
+        return bool(torch.equal(a.long(), b.long()))  # ids, ranks, masks: exactly
+    return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol, equal_nan=True))
 
 
 def _shape_hint(got: torch.Tensor, expected: torch.Tensor, axes: Sequence[str] | None

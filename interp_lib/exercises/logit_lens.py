@@ -94,12 +94,12 @@ def check_token_rank(fn: Any, model: Any = None) -> None:
                               [-1.0, -1.5, -2.5, -0.2]])
     ids = torch.tensor([0, 1, 2])
     got = call(fn, log_probs, ids, name="token_rank")
-    expected = torch.tensor([1, 2, 3])
+    expected = torch.tensor([1, 2, 4])
     mistakes = [(expected - 1, "these ranks are 0-based; the course counts from 1 (1 = top-1), "
                                "as the logit-lens post and tuned-lens do"),
-                (torch.tensor([4, 2, 2]), "you ranked from the smallest log-prob; rank 1 is the "
+                (torch.tensor([4, 2, 1]), "you ranked from the smallest log-prob; rank 1 is the "
                                           "largest"),
-                (torch.tensor([1, 3, 3]), "a tie must count in the token's favour: count only "
+                (torch.tensor([1, 3, 4]), "a tie must count in the token's favour: count only "
                                           "the tokens strictly more likely")]
     compare(got, expected, "token_rank", axes=("n",), mistakes=mistakes)
     passed("token_rank", "1-based, ties rank high")
@@ -114,9 +114,12 @@ def check_first_stable_site(fn: Any, model: Any = None) -> None:
                           [True, True, True, True, False]])
     got = call(fn, agree.clone(), name="first_stable_site")
     expected = torch.tensor([2, 1, 2, 0, 3])
-    mistakes = [(torch.tensor([0, 1, 2, 0, 3]),
-                 "you returned the first site that agrees; it must also agree at every later "
-                 "site (position 0 agrees at site 0, disagrees at site 1, so it settles at 2)"),
+    first_agreeing = ("you returned the first site that agrees; it must also agree at every "
+                      "later site (position 0 agrees at site 0, disagrees at site 1, so it "
+                      "settles at 2)")
+    mistakes = [(torch.tensor([0, 1, 2, 0, 3]), first_agreeing),
+                (torch.tensor([0, 1, 2, 0, 0]), first_agreeing + "; and a position where no "
+                                                "site agrees gets n_sites (3 here)"),
                 (torch.tensor([2, 1, 2, 0, 2]),
                  "a position where even the last site disagrees must get n_sites (3 here)"),
                 (torch.tensor([2, 1, 2, 0, 0]),

@@ -66,11 +66,13 @@ def check_control_labels(fn: Any, model: Any = None) -> None:
     for word, label in zip(words, got, strict=True):
         by_type.setdefault(word, set()).add(label)
     mixed = sorted(w for w, s in by_type.items() if len(s) > 1)
-    expect(not mixed, f"control_labels: the word type {mixed[0]!r} got different labels "
-                      f"{sorted(by_type[mixed[0]])}; draw one label per *type* and reuse it")
+    if mixed:
+        raise ExerciseFailed(f"control_labels: the word type {mixed[0]!r} got different labels "
+                             f"{sorted(by_type[mixed[0]])}; draw one label per *type* and reuse it")
     alien = sorted(set(got) - set(labels))
-    expect(not alien, f"control_labels: {alien[0]!r} is not one of the task's labels; draw "
-                      "from the labels you were given")
+    if alien:
+        raise ExerciseFailed(f"control_labels: {alien[0]!r} is not one of the task's labels; draw "
+                             "from the labels you were given")
     if got == labels:
         raise ExerciseFailed("control_labels: you returned the real labels; the control task "
                              "replaces them with random ones")
