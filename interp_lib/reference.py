@@ -24,6 +24,8 @@ reference                      library sweep
 :func:`unit_activations_naive`    :func:`interp_lib.sae.unit_activations`
 :func:`features_vs_neurons_loop`  :func:`interp_lib.sae.features_vs_neurons`
 :func:`train_sae_loop`            :func:`interp_lib.sae.train_sae`
+:func:`agreement_scores_loop`  :func:`interp_lib.info_probing.agreement_scores`
+:func:`causal_number_probe_loop`    :func:`interp_lib.info_probing.causal_number_probe`
 =============================  ==============================================================
 """
 
@@ -48,6 +50,8 @@ from interp_lib.validate import check_model, choice
 
 __all__ = [
     "collect_activations_loop",
+    "agreement_scores_loop",
+    "causal_number_probe_loop",
     "composition_scores_loop",
     "features_vs_neurons_loop",
     "head_ablation_loop",
@@ -623,3 +627,77 @@ def train_sae_loop(model: Any, tokens: Int[torch.Tensor, "window pos"], site: st
     return sae.eval()
 
 
+# ---------------------------------------------------------------- probing beyond accuracy (nb 10)
+
+
+@torch.no_grad()
+def agreement_scores_loop(model: Any, pairs: Any):
+    """:func:`~interp_lib.info_probing.agreement_scores` one pair at a time: the prefix alone
+    through the model, the full log-softmax at its last position, the two verbs' difference.
+    Returns the margins (a numpy array, one per pair)."""
+    import numpy as np
+
+    check_model(model)
+    margins = []
+    for prefix, good, bad in zip(pairs.prefixes, pairs.good, pairs.bad, strict=True):
+        log_probs = model(prefix[None].to(model.cfg.device))[0, -1].float().log_softmax(-1)
+        margins.append(float(log_probs[int(good)] - log_probs[int(bad)]))
+    return np.array(margins)
+
+
+@torch.no_grad()
+def causal_number_probe_loop(model: Any, pairs: Any, directions: Any,
+                             tokens: Int[torch.Tensor, "batch pos"], random_bases: torch.Tensor,
+                             *, split: str = "test"):
+    """:func:`~interp_lib.info_probing.causal_number_probe` one variant, one site and one pair
+    (or text) at a time, each change written out as its own hook; ``random_bases`` are the
+    random directions to remove (``[n_random, k, d]``, from the library's result)."""
+    import numpy as np
+
+    from interp_lib.info_probing import CausalResult
+
+    check_model(model)
+    tokens = to_tokens(model, tokens, name="tokens")
+    keep = [i for i in range(len(pairs.prefixes)) if split == "all" or pairs.split[i] == split]
+    n_layers = model.cfg.n_layers
+    names = [hook_name("resid_pre", la) for la in range(n_layers)]
+    names.append(hook_name("resid_post", n_layers - 1))
+
+    def scores(fwd_hooks):
+        margins = []
+        for i in keep:
+            with model.hooks(fwd_hooks=fwd_hooks):
+                lp = model(pairs.prefixes[i][None].to(model.cfg.device))[0, -1].float()
+            lp = lp.log_softmax(-1)
+            margins.append(float(lp[int(pairs.good[i])] - lp[int(pairs.bad[i])]))
+        total, count = 0.0, 0
+        for row in tokens:
+            with model.hooks(fwd_hooks=fwd_hooks):
+                lp = model(row[None])[0, :-1].float().log_softmax(-1)
+            total += float(-lp.gather(-1, row[1:, None]).sum())
+            count += len(row) - 1
+        margins = np.array(margins)
+        return float((margins > 0).mean()), float(margins.mean()), total / count
+
+    def change(basis, centre, scale):
+        def hook(x, hook=None):
+            coef = (x - centre.to(x.dtype)) @ basis.T.to(x.dtype)
+            return x - scale * coef @ basis.to(x.dtype)
+        return hook
+
+    clean = scores([])
+    accuracy, margin, loss = [], [], []
+    for s in range(len(directions.site_names)):
+        variants = [change(directions.basis[s], directions.mean[s], 1.0),
+                    change(directions.basis[s, :1], directions.midpoint[s], 2.0)]
+        variants += [change(b, directions.mean[s], 1.0) for b in random_bases]
+        measured = [scores([(names[s], hook)]) for hook in variants]
+        accuracy.append([m[0] for m in measured])
+        margin.append([m[1] for m in measured])
+        loss.append([m[2] for m in measured])
+    labels = ["number removed", "number flipped"] + [f"random {r + 1}"
+                                                       for r in range(len(random_bases))]
+    return CausalResult(list(directions.site_names), labels, np.array(accuracy),
+                        np.array(margin), np.array(loss), clean[0], clean[1], clean[2],
+                        int(directions.basis.shape[1]), len(keep),
+                        int(tokens.shape[0] * (tokens.shape[1] - 1)), random_bases)
