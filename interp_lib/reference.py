@@ -6,27 +6,27 @@ written independently of the sweeps (plain hooks and tensors, no shared private 
 that the tests can check a sweep against its reference and ``benchmarks/run.py`` can time the
 two side by side. Use the sweeps in analyses; use these to check them.
 
-=============================  ==============================================================
-reference                      library sweep
-=============================  ==============================================================
-:func:`head_scores_loop`       :func:`interp_lib.heads.head_scores`
-:func:`head_ablation_loop`     :func:`interp_lib.ablation.head_ablation`
-:func:`mlp_position_patching_loop`  :func:`interp_lib.patching.mlp_position_patching`
-:func:`composition_scores_loop`     :func:`interp_lib.circuits.composition_scores`
-:func:`lens_dataset_naive`     :func:`interp_lib.logit_lens.lens_dataset`
+=====================================  ========================================================
+reference                              library sweep
+=====================================  ========================================================
+:func:`head_scores_loop`               :func:`interp_lib.heads.head_scores`
+:func:`head_ablation_loop`             :func:`interp_lib.ablation.head_ablation`
+:func:`mlp_position_patching_loop`     :func:`interp_lib.patching.mlp_position_patching`
+:func:`composition_scores_loop`        :func:`interp_lib.circuits.composition_scores`
+:func:`lens_dataset_naive`             :func:`interp_lib.logit_lens.lens_dataset`
 :func:`mlp_weight_gradients_autograd`  :func:`interp_lib.vocab_space.backward_lens`
-:func:`neuron_contexts_naive`  :func:`interp_lib.vocab_space.neuron_contexts`
-:func:`value_tokens_dense`     :func:`interp_lib.vocab_space.value_tokens`
-:func:`top_token_pairs_dense`  :func:`interp_lib.vocab_space.top_token_pairs`
-:func:`key_covariance_naive`   :func:`interp_lib.editing.key_covariance`
-:func:`optimise_value_loop`    :func:`interp_lib.editing.optimise_value`
-:func:`collect_activations_loop`  :func:`interp_lib.sae.collect_activations`
-:func:`unit_activations_naive`    :func:`interp_lib.sae.unit_activations`
-:func:`features_vs_neurons_loop`  :func:`interp_lib.sae.features_vs_neurons`
-:func:`train_sae_loop`            :func:`interp_lib.sae.train_sae`
-:func:`agreement_scores_loop`  :func:`interp_lib.info_probing.agreement_scores`
-:func:`causal_number_probe_loop`    :func:`interp_lib.info_probing.causal_number_probe`
-=============================  ==============================================================
+:func:`neuron_contexts_naive`          :func:`interp_lib.vocab_space.neuron_contexts`
+:func:`value_tokens_dense`             :func:`interp_lib.vocab_space.value_tokens`
+:func:`top_token_pairs_dense`          :func:`interp_lib.vocab_space.top_token_pairs`
+:func:`key_covariance_naive`           :func:`interp_lib.editing.key_covariance`
+:func:`optimise_value_loop`            :func:`interp_lib.editing.optimise_value`
+:func:`collect_activations_loop`       :func:`interp_lib.sae.collect_activations`
+:func:`unit_activations_naive`         :func:`interp_lib.sae.unit_activations`
+:func:`features_vs_neurons_loop`       :func:`interp_lib.sae.features_vs_neurons`
+:func:`train_sae_loop`                 :func:`interp_lib.sae.train_sae`
+:func:`agreement_scores_loop`          :func:`interp_lib.info_probing.agreement_scores`
+:func:`causal_number_probe_loop`       :func:`interp_lib.info_probing.causal_number_probe`
+=====================================  ========================================================
 """
 
 from __future__ import annotations
