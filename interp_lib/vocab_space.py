@@ -261,6 +261,15 @@ def _topk_rows(model: Any, rows: torch.Tensor, k: int, batch_size: int, *, both:
 # ---------------------------------------------------------------- token lists
 
 
+
+def _neuron_index(neurons: torch.Tensor, neuron: Any) -> int:
+    """The row of ``neuron`` in a result that read ``neurons``; a clear error if it did not."""
+    neuron = validate.nonnegative_int(neuron, "neuron")
+    hits = (neurons == neuron).nonzero()
+    if len(hits) == 0:
+        raise ValueError(f"neuron {neuron} is not among the {len(neurons)} neurons read")
+    return int(hits[0, 0])
+
 @dataclass
 class TopTokens:
     """For each of ``n`` rows (vectors, neurons, source tokens...), ``k`` tokens with their
@@ -363,11 +372,7 @@ class NeuronTokens:
     norms: Float[torch.Tensor, " neuron"]
 
     def _index(self, neuron: int) -> int:
-        neuron = validate.nonnegative_int(neuron, "neuron")
-        hits = (self.neurons == neuron).nonzero()
-        if len(hits) == 0:
-            raise ValueError(f"neuron {neuron} is not among the {len(self.neurons)} neurons read")
-        return int(hits[0, 0])
+        return _neuron_index(self.neurons, neuron)
 
     def describe(self, neuron: int, n: int = 8) -> str:
         """``"L.j promotes ...; suppresses ..."``, one line."""
@@ -473,11 +478,7 @@ class NeuronContexts:
     tokenizer: Any = field(default=None, repr=False, compare=False)
 
     def _index(self, neuron: int) -> int:
-        neuron = validate.nonnegative_int(neuron, "neuron")
-        hits = (self.neurons == neuron).nonzero()
-        if len(hits) == 0:
-            raise ValueError(f"neuron {neuron} is not among the {len(self.neurons)} neurons read")
-        return int(hits[0, 0])
+        return _neuron_index(self.neurons, neuron)
 
     def next_tokens(self, neuron: int) -> Int[torch.Tensor, " k"]:
         """The token after each top context (``-1`` where the context ends its window)."""
