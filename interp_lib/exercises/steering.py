@@ -4,9 +4,9 @@
 >>> from interp_lib.exercises.steering import check_distinct_bigram_fraction
 >>> def distinct_bigram_fraction(tokens):
 ...     pairs = list(zip(tokens[:-1], tokens[1:]))
-...     return len(set(pairs)) / len(pairs)
+...     return len(set(pairs)) / len(pairs) if pairs else 0.0
 >>> check_distinct_bigram_fraction(distinct_bigram_fraction)
-✔ distinct_bigram_fraction: correct (1 for varied text, near 0 for '!!!!')
+✔ distinct_bigram_fraction: correct (1 for varied text, near 0 for '!!!!', 0 for no pairs)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from interp_lib.exercises import call, compare, expect, passed
+from interp_lib.exercises import ExerciseFailed, call, compare, expect, passed
 from interp_lib.hooks import hook_name
 from interp_lib.inputs import padded_batch
 
@@ -103,7 +103,8 @@ def check_add_vector_hook(fn: Any, model: Any) -> None:
 def check_distinct_bigram_fraction(fn: Any, model: Any = None) -> None:
     """``fn(tokens: list[int]) -> float``: the number of distinct adjacent pairs divided by the
     number of adjacent pairs: 1 for varied text, near 0 for text that repeats itself (a
-    steered model that writes '!!!!!!' scores its measure but not this)."""
+    steered model that writes '!!!!!!' scores its measure but not this); 0 for fewer than two
+    tokens (no text is not varied text)."""
     varied = [5, 9, 2, 7, 3, 8]
     stuck = [4] * 12
     loop = [1, 2, 1, 2, 1, 2, 1, 2]
@@ -114,7 +115,15 @@ def check_distinct_bigram_fraction(fn: Any, model: Any = None) -> None:
                 f"distinct_bigram_fraction({tokens})",
                 mistakes=[(torch.tensor(unigram), "you counted single tokens; count adjacent "
                                                   "pairs (tokens[i], tokens[i + 1])")])
-    passed("distinct_bigram_fraction", "1 for varied text, near 0 for '!!!!'")
+    no_pair = ("fewer than two tokens have no adjacent pair; return 0.0 then (an empty "
+               "generation is not varied text)")
+    for short in ([], [7]):
+        try:
+            got = call(fn, list(short), name="distinct_bigram_fraction")
+        except ExerciseFailed as err:
+            raise ExerciseFailed(f"{err}, on tokens {short}: {no_pair}") from None
+        expect(float(got) == 0.0, f"distinct_bigram_fraction({short}) returned {got!r}: {no_pair}")
+    passed("distinct_bigram_fraction", "1 for varied text, near 0 for '!!!!', 0 for no pairs")
 
 
 def check_probe_direction(fn: Any, model: Any = None) -> None:
