@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 
 from interp_lib import validate
 from interp_lib.grid import LabelledGrid
@@ -305,11 +305,13 @@ def _corrupted_gradients(model: Any, tokens: torch.Tensor, metric: Metric, names
     hooks = [("hook_embed", leaf)] + [(name, keep(name)) for name in names]
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
         value = metric(model(tokens), tokens).float().mean()
-        kept = [acts[name] for name in names]
-        grads = torch.autograd.grad(value, kept, allow_unused=True)
+        # an activation a hook replaced by a constant has no gradient: its estimate is 0
+        live = [name for name in names if acts[name].requires_grad]
+        found = torch.autograd.grad(value, [acts[name] for name in live], allow_unused=True)
     acts = {name: acts[name].detach().float() for name in names}
-    grads = {name: (torch.zeros_like(acts[name]) if g is None else g.detach().float())
-             for name, g in zip(names, grads, strict=True)}
+    grads = {name: torch.zeros_like(acts[name]) for name in names}
+    grads.update({name: g.detach().float() for name, g in zip(live, found, strict=True)
+                  if g is not None})
     return float(value.detach()), acts, grads
 
 

@@ -226,6 +226,8 @@ def _self_check(model: Any, run: RecordedRun) -> tuple[bool, str]:
             last = _resume_logits(model, run, [n_layers - 1], start, ())
     except _UnknownArgument as err:
         return False, f"the model passes its blocks {err}, which a resumed run cannot cut"
+    except RuntimeError as err:  # e.g. a hook attached around the sweep expects every position
+        return False, f"resuming the last block failed ({str(err).splitlines()[0]})"
     expected = run.logits[:, start:].detach()
     scale = max(1.0, float(expected.abs().max()))
     error = float((last[0].float() - expected.float()).abs().max())
