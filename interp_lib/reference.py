@@ -485,3 +485,54 @@ def optimise_value_loop(
                        [model.to_string(t[0][1:]) for t, _, _, _ in cases])
 
 
+
+
+# ---------------------------------------------------------------- attribution patching
+
+__all__ += ["attribution_patching_loop"]
+
+
+def attribution_patching_loop(
+    model: Any,
+    clean: Int[torch.Tensor, "batch pos"],
+    corrupted: Int[torch.Tensor, "batch pos"],
+    metric: Any,
+    kinds: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "head_out"),
+) -> dict[str, torch.Tensor]:
+    """:func:`~interp_lib.attribution_patching.attribution_patching`'s plain AtP estimate,
+    ``metric(patched) - metric(corrupted)`` (mean over the batch, not normalised), the
+    straightforward way: for every kind and every layer, one clean forward for that one
+    activation, one corrupted forward and one backward from that one activation's leaf, and
+    the dot products cell by cell. ``{kind: [layer, position or head]}``."""
+    from interp_lib.attribution_patching import ATP_KINDS
+
+    cfg = model.cfg
+    model.eval()
+    out = {}
+    for kind in kinds:
+        choice(kind, "kinds", ATP_KINDS)
+        rows = []
+        for layer in range(cfg.n_layers):
+            name = hook_name(ATP_KINDS[kind], layer)
+            with torch.no_grad():
+                _, cache = model.run_with_cache(clean, names_filter=lambda n, name=name: n == name)
+            kept = {}
+
+            def leaf(act, hook=None, kept=kept):
+                kept["a"] = act.detach().requires_grad_(True)
+                return kept["a"]
+
+            with torch.enable_grad(), model.hooks(fwd_hooks=[(name, leaf)]):
+                value = metric(model(corrupted), corrupted).float().mean()
+                grad, = torch.autograd.grad(value, [kept["a"]])
+            delta = cache[name].float() - kept["a"].detach().float()
+            cells = []
+            n_cols = cfg.n_heads if kind.startswith("head_") else clean.shape[1]
+            for col in range(n_cols):
+                if kind.startswith("head_"):
+                    cells.append((delta[:, :, col] * grad[:, :, col].float()).sum())
+                else:
+                    cells.append((delta[:, col] * grad[:, col].float()).sum())
+            rows.append(torch.stack(cells))
+        out[kind] = torch.stack(rows)
+    return out

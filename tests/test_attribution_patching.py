@@ -352,3 +352,16 @@ def test_bad_arguments(tiny_model, tiny_neox):
                                      kind="resid_pre")
     with pytest.raises(ValueError, match="same cells"):
         agreement(atp.grid("head_out"), neox_exact)
+
+
+def test_one_backward_equals_one_backward_per_kind_and_layer(model):
+    from interp_lib.reference import attribution_patching_loop
+
+    clean, corrupted = _pair(model, seed=10)
+    metric = _metric(model, clean)
+    atp = attribution_patching(model, clean, corrupted, metric, normalise=False)
+    loop = attribution_patching_loop(model, clean, corrupted, metric, list(ATP_KINDS))
+    for kind in ATP_KINDS:
+        torch.testing.assert_close(atp.grid(kind).values - atp.corrupted_value, loop[kind],
+                                   atol=1e-5, rtol=1e-4, msg=kind)
+    assert loop["resid_pre"].abs().max() > 1e-3
