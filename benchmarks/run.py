@@ -240,6 +240,28 @@ def plugin_pairings(model, quick: bool) -> list[Pairing]:
     return out
 
 
+def sweep_flops(cfg: Any, n_pos: int, cells: list[tuple[int, int]]) -> str:
+    """FLOPs of a sweep whose cell ``(layer, position)`` changes the run only at layers
+    ``>= layer`` and positions ``>= position`` (2 per multiply-add; projections, attention over
+    the keys each position sees, MLP, unembedding): the loop (a whole forward per cell), the
+    minimum (only the changed blocks and positions, and their logits) and the library (the
+    minimum plus the one recorded forward)."""
+    d, v = cfg.d_model, cfg.d_vocab
+
+    def block(pos: int) -> float:  # one block at one position, keys 0..pos
+        return 2 * (4 * d * d + 2 * d * cfg.d_mlp) + 4 * (pos + 1) * d
+
+    def run(layer: int, start: int) -> float:
+        blocks = sum(block(p) for p in range(start, n_pos)) * (cfg.n_layers - layer)
+        return blocks + 2 * d * v * (n_pos - start)
+
+    forward = run(0, 0)
+    loop = forward * len(cells)
+    minimum = sum(run(layer, start) for layer, start in cells)
+    return (f"GFLOP: loop {loop / 1e9:.3g}, library {(minimum + forward) / 1e9:.3g}, minimum "
+            f"{minimum / 1e9:.3g} ({minimum / loop:.2f} of the loop)")
+
+
 def core_pairings(model, quick: bool) -> list[Pairing]:
     """The pairings of the techniques in notebooks 01-05."""
     import torch
@@ -334,6 +356,10 @@ def core_pairings(model, quick: bool) -> list[Pairing]:
 
     seq = f"{batch} x (BOS + {n} + {n})"
     single = f"1 x (BOS + {n} + {n})"
+    mlp_cells = [(la, p) for la in range(cfg.n_layers) for p in range(n + 1, 2 * n + 1)]
+    head_cells = [(la, 0) for la in range(cfg.n_layers) for _ in range(cfg.n_heads)]
+    mlp_sizes = f"{single}; {sweep_flops(cfg, 2 * n + 1, mlp_cells)}"
+    head_sizes = f"{single}; {sweep_flops(cfg, 2 * n + 1, head_cells)}"
     return [
         Pairing("head_scores", "head_scores", "head_scores_loop", seq,
                 lambda: head_scores(model, tokens), lambda: head_scores_loop(model, tokens),
@@ -347,10 +373,10 @@ def core_pairings(model, quick: bool) -> list[Pairing]:
                 lambda: lens_dataset(model, windows), lambda: lens_dataset_naive(model, windows),
                 lens_diff, 1e-3),
         Pairing("mlp_position_patching", "mlp_position_patching",
-                "mlp_position_patching_loop", single,
+                "mlp_position_patching_loop", mlp_sizes,
                 lambda: mlp_position_patching(model, one),
                 lambda: mlp_position_patching_loop(model, one), grid_diff, 1e-4),
-        Pairing("head_ablation", "head_ablation (zero)", "head_ablation_loop", single,
+        Pairing("head_ablation", "head_ablation (zero)", "head_ablation_loop", head_sizes,
                 lambda: head_ablation(model, one), lambda: head_ablation_loop(model, one),
                 grid_diff, 1e-4),
         Pairing("head_importance", "head_importance", "head_ablation_loop (exhaustive)", single,

@@ -5,10 +5,12 @@ Three ways to ask "which heads does this behaviour need?" (Alethea Power,
 
 - :func:`head_ablation`: replace one head's output (``hook_z``) at a time, with zeros, with its
   mean over a reference batch, or with its value on another example (resampling), and record the
-  change of a metric. All heads are evaluated in batched forwards: the batch is stacked once per
-  head and each copy ablates its own head, so a sweep costs a few large forwards instead of one
-  forward per head. :func:`head_ablation_loop` is the straightforward loop, kept for tests and
-  benchmarks.
+  change of a metric. Ablating a head of layer ``l`` changes nothing below layer ``l``, so the
+  clean run is recorded once and resumed from block ``l`` (:mod:`interp_lib.resume`): the
+  copies of the batch, one per head, join a stacked run at their own layer, so each block runs
+  once for the copies that need it and never for one that does not.
+  :func:`~interp_lib.reference.head_ablation_loop` is the straightforward loop, kept for tests
+  and benchmarks.
 - :func:`head_importance`: a mask multiplies every head's output; one backward pass gives
   ``|d metric / d mask|`` for every head and every example (the mask has one entry per example
   and head, so the per-example gradients come out of one pass). Averaged over examples and, as in
@@ -45,6 +47,7 @@ from interp_lib.grid import LabelledGrid
 from interp_lib.hooks import hook_name, masked_heads, only, scale_heads_hook
 from interp_lib.inputs import to_tokens
 from interp_lib.metrics import Metric, check_metric, loss_metric, metric_name
+from interp_lib.resume import RecordedRun, copies_at, record_run, resume_metric
 from interp_lib.validate import check_model
 
 __all__ = [
@@ -146,25 +149,50 @@ def head_ablation(
     cfg = model.cfg
     batch = tokens.shape[0]
     replacements = replacement_values(model, tokens, method, reference, seed)
-    clean = metric(model(tokens), tokens).mean().item()
+    run = record_run(model, tokens)
+    clean = metric(run.logits, tokens).mean().item()
     all_jobs = [(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
     per_forward = max(1, max_rows // batch)
     effects = torch.empty(len(all_jobs))
     for start in range(0, len(all_jobs), per_forward):
         chunk = all_jobs[start: start + per_forward]
-        copies = len(chunk)
-        hooks = []
-        for layer in sorted({la for la, _ in chunk}):
-            jobs = torch.tensor([i for i, (la, _) in enumerate(chunk) if la == layer])
-            heads = torch.tensor([h for la, h in chunk if la == layer])
-            hooks.append((hook_name("z", layer),
-                          _replace_heads_hook(jobs, heads, copies, replacements[layer])))
-        stacked = tokens.repeat(copies, 1)
-        with model.hooks(fwd_hooks=hooks):
-            values = metric(model(stacked), stacked).float().view(copies, batch).mean(1)
-        effects[start: start + copies] = values.cpu() - clean
+        if run.resumable:
+            values = _ablate_resumed(model, run, metric, chunk, replacements)
+        else:
+            values = _ablate_whole(model, tokens, metric, chunk, replacements)
+        effects[start: start + len(chunk)] = values.cpu() - clean
     return LabelledGrid.layer_head(effects.view(cfg.n_layers, cfg.n_heads),
                                    f"change in {metric_name(metric)} ({method} ablation)", clean)
+
+
+def _ablate_resumed(model: Any, run: RecordedRun, metric: Metric, chunk: list[tuple[int, int]],
+                    replacements: list[torch.Tensor | None]) -> torch.Tensor:
+    """Mean metric per job of ``chunk`` (sorted by layer): the copy ablating a head of layer
+    ``l`` joins the resumed run at block ``l``, from the clean residual stream there."""
+    starts = [layer for layer, _ in chunk]
+    hooks = []
+    for layer in sorted(set(starts)):
+        jobs = torch.tensor([i for i, la in enumerate(starts) if la == layer])
+        heads = torch.tensor([h for la, h in chunk if la == layer])
+        hooks.append((hook_name("z", layer), _replace_heads_hook(
+            jobs, heads, copies_at(starts, layer), replacements[layer])))
+    return resume_metric(model, run, metric, starts, fwd_hooks=hooks).mean(1)
+
+
+def _ablate_whole(model: Any, tokens: torch.Tensor, metric: Metric, chunk: list[tuple[int, int]],
+                  replacements: list[torch.Tensor | None]) -> torch.Tensor:
+    """The same with whole forwards (for architectures a run cannot be resumed on): the batch
+    stacked once per job, each copy ablating its own head."""
+    copies, batch = len(chunk), tokens.shape[0]
+    hooks = []
+    for layer in sorted({la for la, _ in chunk}):
+        jobs = torch.tensor([i for i, (la, _) in enumerate(chunk) if la == layer])
+        heads = torch.tensor([h for la, h in chunk if la == layer])
+        hooks.append((hook_name("z", layer),
+                      _replace_heads_hook(jobs, heads, copies, replacements[layer])))
+    stacked = tokens.repeat(copies, 1)
+    with model.hooks(fwd_hooks=hooks):
+        return metric(model(stacked), stacked).float().view(copies, batch).mean(1)
 
 
 def head_importance(

@@ -60,6 +60,18 @@ class LabelledGrid:
                    row_title="layer", col_title="head", what=what, baseline=baseline,
                    reference=reference)
 
+    @classmethod
+    def layer_position(cls, values: Float[torch.Tensor, "layer pos"], str_tokens: list[str],
+                       what: str, baseline: float | None = None,
+                       reference: float | None = None) -> LabelledGrid:
+        """A ``[layer, position]`` grid: rows ``"0".."L-1"``, columns ``"p: token"`` from one
+        sequence's ``str_tokens`` (``model.to_str_tokens(tokens[0])``), as the patching
+        sweeps label them."""
+        n_layers = values.shape[0]
+        return cls(values, [str(la) for la in range(n_layers)],
+                   [f"{p}: {tok}" for p, tok in enumerate(str_tokens)], row_title="layer",
+                   col_title="position", what=what, baseline=baseline, reference=reference)
+
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.values.shape)

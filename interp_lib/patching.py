@@ -5,9 +5,12 @@
   the MLP output of layer ``L`` at a second-half position with the one the same run computed at
   the matching first-half position, and record the change of the second-half loss. If the MLPs
   mattered for copying, this swap would hurt little (the two positions hold the same token), so
-  the grid shows how position-specific each layer's MLP output is. Batched: the whole batch is
-  stacked once per position and each copy patches its own position, so a layer costs a few
-  large forwards. :func:`mlp_position_patching_loop` is the one-forward-per-cell version.
+  the grid shows how position-specific each layer's MLP output is. A cell ``(l, p)`` changes
+  the run only at layers ``>= l`` and positions ``>= p``, and that is all it computes: the
+  clean run is recorded once and resumed (:mod:`interp_lib.resume`) from block ``l`` at
+  position ``p``, with the clean keys and values of the earlier positions, all the layers of
+  one position in one run. :func:`~interp_lib.reference.mlp_position_patching_loop` is the
+  one-forward-per-cell version.
 - :func:`activation_patching`: clean vs corrupted prompt through TransformerLens's own
   ``patching.get_act_patch_*`` (not rewritten here), returned as a labelled, optionally
   normalised grid (0 = corrupted, 1 = clean).
@@ -17,8 +20,11 @@
 
 About starting from the cached residual: TransformerLens 4's ``TransformerBridge`` accepts
 ``start_at_layer``, but it still runs the Hugging Face blocks below that layer and discards
-their output (checked: the hooks of block 0 fire), so it saves no work; the sweeps here run
-whole forwards on stacked batches instead.
+their output (the hooks of block 0 fire: ``tests/test_resume.py`` checks it), so it saves no
+work. :mod:`interp_lib.resume` calls the bridge's blocks itself instead, from the recorded
+residual, with the arguments (mask, positions, rotary tables) the model passed them in the
+clean run; on an architecture where that does not reproduce the forward, the sweep falls
+back to whole forwards on stacked batches.
 
 >>> import tempfile
 >>> from interp_lib import load_model
@@ -46,6 +52,7 @@ from interp_lib.grid import LabelledGrid
 from interp_lib.hooks import SITES, hook_name, only
 from interp_lib.inputs import check_layer, to_tokens
 from interp_lib.metrics import Metric, answer_prob_metric, check_metric, loss_metric
+from interp_lib.resume import copies_at, record_run, resume_metric
 from interp_lib.validate import check_model
 
 __all__ = [
@@ -117,15 +124,59 @@ def mlp_position_patching(
 
     ``tokens`` must be BOS + n tokens + the same n (see :func:`interp_lib.heads.repeated_tokens`).
     ``max_rows`` bounds the rows of one forward (copies x batch).
+
+    The cell ``(l, p)`` differs from the clean run only at layers ``>= l`` and positions
+    ``>= p``, so each cell computes only those (:mod:`interp_lib.resume`): for every position,
+    one resumed run in which the copy for layer ``l`` joins at block ``l``, with the clean keys
+    and values of the earlier positions; the logits before ``p`` are the clean ones.
     """
     tokens, n, metric = mlp_setup(model, tokens, metric)
     _check_rows(max_rows)
     layers = _layers(model, layers)
     batch = tokens.shape[0]
-    logits, cache = model.run_with_cache(
-        tokens, names_filter=only(*(hook_name("mlp_out", la) for la in layers)))
-    clean = metric(logits, tokens).float().mean().item()
-    del logits
+    names = [hook_name("mlp_out", la) for la in layers]
+    run = record_run(model, tokens, names_filter=only(*names))
+    clean = metric(run.logits, tokens).float().mean().item()
+    if not run.resumable:
+        return _mlp_sweep_whole(model, tokens, metric, layers, run.cache, clean, n, max_rows)
+    order = sorted(range(len(layers)), key=lambda row: layers[row])
+    per_run = max(1, max_rows // batch)
+    values = torch.empty(len(layers), n)
+    for p in range(n + 1, 2 * n + 1):
+        for first in range(0, len(order), per_run):
+            rows = order[first: first + per_run]
+            starts = [layers[row] for row in rows]
+            hooks = []
+            for layer in sorted(set(starts)):
+                joined = [c for c, s in enumerate(starts) if s == layer]
+                hooks.append((hook_name("mlp_out", layer), _patch_first_position(
+                    run.cache[hook_name("mlp_out", layer)][:, p - n], joined,
+                    copies_at(starts, layer), batch)))
+            effect = resume_metric(model, run, metric, starts, position=p, fwd_hooks=hooks)
+            values[rows, p - n - 1] = effect.mean(1).cpu() - clean
+    return mlp_grid(values, layers, n, metric, clean)
+
+
+def _patch_first_position(source: torch.Tensor, copies: list[int], active: int, batch: int
+                          ) -> Callable:
+    """An ``mlp_out`` hook of a resumed run (positions counted from the patched one): the
+    listed copies get ``source`` ``[batch, d_model]`` at their first position."""
+    index = torch.tensor(copies)
+
+    def hook(out, hook=None):
+        out = out.clone()
+        view = out.view(active, batch, *out.shape[1:])
+        view[index, :, 0] = source.to(out.dtype)
+        return out
+
+    return hook
+
+
+def _mlp_sweep_whole(model: Any, tokens: torch.Tensor, metric: Metric, layers: list[int],
+                     cache: Any, clean: float, n: int, max_rows: int) -> LabelledGrid:
+    """The sweep with whole forwards (for architectures a run cannot be resumed on): the batch
+    stacked once per position, each copy patched at its own position."""
+    batch = tokens.shape[0]
     positions = torch.arange(n + 1, 2 * n + 1)
     values = torch.empty(len(layers), n)
     per_forward = max(1, max_rows // batch)
@@ -217,16 +268,12 @@ def activation_patching(
                 "effect is undefined; choose prompts that differ in the metric, or normalise=False"
             )
         values = (values - corrupt_value) / span
-    if columns == "position":
-        labels = model.to_str_tokens(clean_tokens[0])
-        col_labels = [f"{p}: {tok}" for p, tok in enumerate(labels)]
-    else:
-        col_labels = [str(h) for h in range(model.cfg.n_heads)]
     what = (f"{kind} patching: " + ("recovered fraction of " if normalise else "")
             + getattr(metric, "__name__", "metric"))
-    return LabelledGrid(values, [str(la) for la in range(model.cfg.n_layers)], col_labels,
-                        row_title="layer", col_title=columns, what=what,
-                        baseline=corrupt_value, reference=clean_value)
+    if columns == "position":
+        return LabelledGrid.layer_position(values, model.to_str_tokens(clean_tokens[0]), what,
+                                           corrupt_value, clean_value)
+    return LabelledGrid.layer_head(values, what, corrupt_value, clean_value)
 
 
 # ---------------------------------------------------------------- causal tracing

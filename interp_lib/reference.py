@@ -26,6 +26,7 @@ reference                              library sweep
 :func:`train_sae_loop`                 :func:`interp_lib.sae.train_sae`
 :func:`agreement_scores_loop`          :func:`interp_lib.info_probing.agreement_scores`
 :func:`causal_number_probe_loop`       :func:`interp_lib.info_probing.causal_number_probe`
+:func:`attribution_patching_loop`      :func:`interp_lib.attribution_patching.attribution_patching`
 =====================================  ========================================================
 """
 
@@ -49,6 +50,7 @@ from interp_lib.patching import mlp_grid, mlp_setup
 from interp_lib.validate import check_model, choice
 
 __all__ = [
+    "attribution_patching_loop",
     "collect_activations_loop",
     "agreement_scores_loop",
     "causal_number_probe_loop",
@@ -701,3 +703,52 @@ def causal_number_probe_loop(model: Any, pairs: Any, directions: Any,
                         np.array(margin), np.array(loss), clean[0], clean[1], clean[2],
                         int(directions.basis.shape[1]), len(keep),
                         int(tokens.shape[0] * (tokens.shape[1] - 1)), random_bases)
+
+
+# ---------------------------------------------------------------- attribution patching (nb 12)
+
+
+def attribution_patching_loop(
+    model: Any,
+    clean: Int[torch.Tensor, "batch pos"],
+    corrupted: Int[torch.Tensor, "batch pos"],
+    metric: Any,
+    kinds: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "head_out"),
+) -> dict[str, torch.Tensor]:
+    """:func:`~interp_lib.attribution_patching.attribution_patching`'s plain AtP estimate,
+    ``metric(patched) - metric(corrupted)`` (mean over the batch, not normalised), the
+    straightforward way: for every kind and every layer, one clean forward for that one
+    activation, one corrupted forward and one backward from that one activation's leaf, and
+    the dot products cell by cell. ``{kind: [layer, position or head]}``."""
+    from interp_lib.attribution_patching import ATP_KINDS
+
+    cfg = model.cfg
+    model.eval()
+    out = {}
+    for kind in kinds:
+        choice(kind, "kinds", ATP_KINDS)
+        rows = []
+        for layer in range(cfg.n_layers):
+            name = hook_name(ATP_KINDS[kind], layer)
+            with torch.no_grad():
+                _, cache = model.run_with_cache(clean, names_filter=lambda n, name=name: n == name)
+            kept = {}
+
+            def leaf(act, hook=None, kept=kept):
+                kept["a"] = act.detach().requires_grad_(True)
+                return kept["a"]
+
+            with torch.enable_grad(), model.hooks(fwd_hooks=[(name, leaf)]):
+                value = metric(model(corrupted), corrupted).float().mean()
+                grad, = torch.autograd.grad(value, [kept["a"]])
+            delta = cache[name].float() - kept["a"].detach().float()
+            cells = []
+            n_cols = cfg.n_heads if kind.startswith("head_") else clean.shape[1]
+            for col in range(n_cols):
+                if kind.startswith("head_"):
+                    cells.append((delta[:, :, col] * grad[:, :, col].float()).sum())
+                else:
+                    cells.append((delta[:, col] * grad[:, col].float()).sum())
+            rows.append(torch.stack(cells))
+        out[kind] = torch.stack(rows)
+    return out

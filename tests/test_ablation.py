@@ -36,6 +36,43 @@ def test_batched_ablation_equals_the_per_head_loop(model, method):
     assert fast.values.abs().max() > 0  # the heads do something, so the check can fail
 
 
+@pytest.mark.parametrize("save", ["gpt2", "neox"])
+def test_resumed_ablation_equals_the_loop_on_three_layers(save, tmp_path):
+    """Copies of three layers join one stacked run at their own layers; chunks that start
+    mid-layer (max_rows 5 with batch 1), one head per run, and everything in one run."""
+    from interp_lib import load_model
+    from interp_lib.tiny_models import save_tiny_gpt2, save_tiny_neox
+
+    writer = save_tiny_gpt2 if save == "gpt2" else save_tiny_neox
+    model = load_model(str(writer(tmp_path, n_layers=3)), device="cpu")
+    tokens = repeated_tokens(model, n=6, batch=1, seed=4)
+    reference = repeated_tokens(model, n=6, batch=3, seed=5)
+    for method in ("zero", "mean"):
+        slow = head_ablation_loop(model, tokens, method=method, reference=reference)
+        for max_rows in (1, 5, 64):
+            fast = head_ablation(model, tokens, method=method, reference=reference,
+                                 max_rows=max_rows)
+            torch.testing.assert_close(fast.values, slow.values, atol=1e-4, rtol=0)
+        assert slow.values.abs().max() > 0
+
+
+def test_ablation_falls_back_to_whole_forwards_where_runs_cannot_be_resumed(tiny_neox,
+                                                                             monkeypatch):
+    import interp_lib.ablation as ablation
+    from interp_lib.resume import record_run
+
+    def unresumable(*args, **kwargs):
+        run = record_run(*args, **kwargs)
+        run.resumable, run.reason = False, "planted"
+        return run
+
+    monkeypatch.setattr(ablation, "record_run", unresumable)
+    tokens = repeated_tokens(tiny_neox, n=5, batch=2, seed=2)
+    fast = head_ablation(tiny_neox, tokens, max_rows=6)
+    torch.testing.assert_close(fast.values, head_ablation_loop(tiny_neox, tokens).values,
+                               atol=1e-4, rtol=0)
+
+
 def test_zero_ablation_agrees_with_the_heads_module(tiny_model):
     tokens = repeated_tokens(tiny_model, n=6, batch=2, seed=0)
     metric = logit_diff_metric(5, 9)

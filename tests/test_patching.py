@@ -35,6 +35,41 @@ def test_batched_mlp_sweep_equals_the_loop(model):
     assert fast.values.abs().max() > 0
 
 
+@pytest.mark.parametrize("save", ["gpt2", "neox"])
+def test_resumed_mlp_sweep_equals_the_loop_on_three_layers(save, tmp_path):
+    """Copies join in the middle (3 layers), layers out of order and repeated, one copy per
+    run (max_rows = batch) and several per run."""
+    from interp_lib import load_model
+    from interp_lib.tiny_models import save_tiny_gpt2, save_tiny_neox
+
+    writer = save_tiny_gpt2 if save == "gpt2" else save_tiny_neox
+    model = load_model(str(writer(tmp_path, n_layers=3)), device="cpu")
+    tokens = repeated_tokens(model, n=5, batch=2, seed=3)
+    slow = mlp_position_patching_loop(model, tokens, layers=[2, 0, 1, 2])
+    for max_rows in (2, 5, 64):
+        fast = mlp_position_patching(model, tokens, layers=[2, 0, 1, 2], max_rows=max_rows)
+        torch.testing.assert_close(fast.values, slow.values, atol=1e-4, rtol=0)
+        assert fast.row_labels == ["2", "0", "1", "2"]
+    assert slow.values.abs().max() > 0
+
+
+def test_mlp_sweep_falls_back_to_whole_forwards_where_runs_cannot_be_resumed(tiny_neox,
+                                                                              monkeypatch):
+    import interp_lib.patching as patching
+    from interp_lib.resume import record_run
+
+    def unresumable(*args, **kwargs):
+        run = record_run(*args, **kwargs)
+        run.resumable, run.reason = False, "planted"
+        return run
+
+    monkeypatch.setattr(patching, "record_run", unresumable)
+    tokens = repeated_tokens(tiny_neox, n=4, batch=2, seed=1)
+    fast = mlp_position_patching(tiny_neox, tokens, max_rows=3)
+    slow = mlp_position_patching_loop(tiny_neox, tokens)
+    torch.testing.assert_close(fast.values, slow.values, atol=1e-4, rtol=0)
+
+
 def test_mlp_sweep_on_a_subset_of_layers_matches_the_full_grid(tiny_model):
     tokens = repeated_tokens(tiny_model, n=5, batch=2)
     full = mlp_position_patching(tiny_model, tokens)
