@@ -6,9 +6,9 @@ written independently of the sweeps (plain hooks and tensors, no shared private 
 that the tests can check a sweep against its reference and ``benchmarks/run.py`` can time the
 two side by side. Use the sweeps in analyses; use these to check them.
 
-=====================================  ========================================================
+=====================================  ============================================================
 reference                              library sweep
-=====================================  ========================================================
+=====================================  ============================================================
 :func:`head_scores_loop`               :func:`interp_lib.heads.head_scores`
 :func:`head_ablation_loop`             :func:`interp_lib.ablation.head_ablation`
 :func:`mlp_position_patching_loop`     :func:`interp_lib.patching.mlp_position_patching`
@@ -27,7 +27,7 @@ reference                              library sweep
 :func:`agreement_scores_loop`          :func:`interp_lib.info_probing.agreement_scores`
 :func:`causal_number_probe_loop`       :func:`interp_lib.info_probing.causal_number_probe`
 :func:`attribution_patching_loop`      :func:`interp_lib.attribution_patching.attribution_patching`
-=====================================  ========================================================
+=====================================  ============================================================
 """
 
 from __future__ import annotations
