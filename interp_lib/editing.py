@@ -82,6 +82,7 @@ small (CounterFact, Meng et al. 2022).
 
 from __future__ import annotations
 
+import abc
 import math
 import re
 import time
@@ -656,7 +657,7 @@ def mlp_output_weight(model: Any, layer: int) -> MlpOutputWeight:
 
 
 @dataclass
-class WeightEdit:
+class WeightEdit(abc.ABC):
     """A change of one layer's MLP output matrix, ``delta()`` ``[d_mlp, d_model]`` (in
     ``W_out`` orientation). It never stays in the model: ``with edit.applied(model):`` adds it
     to the real parameter and restores the saved original, bit for bit, on exit."""
@@ -665,8 +666,9 @@ class WeightEdit:
     layer: int
     signature: tuple[int, ...]
 
-    def delta(self) -> Float[torch.Tensor, "d_mlp d_model"]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def delta(self) -> Float[torch.Tensor, "d_mlp d_model"]:
+        """The change, ``[d_mlp, d_model]``: each kind of edit says how it is built."""
 
     def rank(self) -> int:
         """The rank of the change (ROME's is 1), at the tolerance of its float type."""
