@@ -65,7 +65,7 @@ from jaxtyping import Int
 
 from interp_lib import validate
 from interp_lib.grid import LabelledGrid
-from interp_lib.hooks import hook_name, only
+from interp_lib.hooks import copy_heads_hook, hook_name, only
 from interp_lib.inputs import to_tokens
 from interp_lib.metrics import Metric, check_metric, metric_name
 from interp_lib.resume import copies_at, record_run, resume_metric
@@ -403,8 +403,8 @@ def head_input_patching(
             copies = [i for i, la in enumerate(starts) if la == layer]
             heads = [h for la, h in chunk if la == layer]
             rows_here = copies_at(starts, layer) if run.resumable else active
-            hooks.append((names[layer], _put_heads(clean_cache[names[layer]], copies, heads,
-                                                   rows_here, batch)))
+            hooks.append((names[layer], copy_heads_hook(copies, heads, rows_here,
+                                                        clean_cache[names[layer]])))
         if run.resumable:
             patched = resume_metric(model, run, metric, starts, fwd_hooks=hooks).mean(1)
         else:
@@ -418,21 +418,6 @@ def head_input_patching(
     what = (f"head {site} patching: " + ("recovered fraction of " if normalise else "")
             + metric_name(metric))
     return LabelledGrid.layer_head(values, what, corrupt_value, clean_value)
-
-
-def _put_heads(clean: torch.Tensor, copies: list[int], heads: list[int], active: int,
-               batch: int) -> Callable:
-    """A ``hook_q/k/v`` hook on ``active`` stacked copies: copy ``copies[i]`` gets head
-    ``heads[i]``'s clean values at every position."""
-    index, head_index = torch.tensor(copies), torch.tensor(heads)
-
-    def hook(act, hook=None):
-        act = act.clone()
-        view = act.view(active, batch, *act.shape[1:])
-        view[index, :, :, head_index] = clean[:, :, head_index].permute(2, 0, 1, 3).to(act.dtype)
-        return act
-
-    return hook
 
 
 # ---------------------------------------------------------------- agreement with exact patching

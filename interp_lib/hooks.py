@@ -12,7 +12,8 @@ before the output projection in the plain Hugging Face model (tests/test_hooks.p
 hook makers, one each:
 
 - :func:`replace_heads_hook`: set some heads' outputs to zero or to given values (zero, mean
-  and resample ablation);
+  and resample ablation); :func:`copy_heads_hook` does it in a batch stacked from copies,
+  each copy with its own head (sweeps that ablate or patch many heads in one forward);
 - :func:`scale_heads_hook`: multiply every head's output by a mask (pruning, and
   ``|d metric / d mask|`` head importance when the mask requires gradients);
 - :func:`shift_heads_hook`: add a vector to some heads' outputs (inference-time intervention).
@@ -48,6 +49,7 @@ __all__ = [
     "ablated_heads",
     "attached_hooks",
     "by_layer",
+    "copy_heads_hook",
     "hook_name",
     "layer_hooks",
     "masked_heads",
@@ -136,6 +138,29 @@ def replace_heads_hook(heads: Sequence[int],
                 z.shape[0], z.shape[1], len(index), z.shape[-1])
         return z
 
+    return hook
+
+
+def copy_heads_hook(copies: Sequence[int] | torch.Tensor, heads: Sequence[int] | torch.Tensor,
+                    n_copies: int,
+                    values: Float[torch.Tensor, "batch pos head d_head"] | None = None
+                    ) -> Callable:
+    """A ``hook_z`` hook for a batch stacked from ``n_copies`` copies of one batch (copy-major):
+    copy ``copies[i]`` gets head ``heads[i]`` set to zero, or to ``values[..., heads[i], :]``
+    (``values`` has the batch's own size, or batch 1 for a mean)."""
+    copies, heads = torch.as_tensor(copies), torch.as_tensor(heads)
+    if copies.shape != heads.shape or copies.ndim != 1:
+        raise ValueError(f"copies {list(copies.shape)} and heads {list(heads.shape)} must be "
+                         "1-D and of the same length: one head per listed copy")
+
+    def hook(z, hook=None):
+        z = z.clone()
+        view = z.view(n_copies, -1, *z.shape[1:])
+        if values is None:
+            view[copies, :, :, heads] = 0.0
+        else:
+            view[copies, :, :, heads] = values[:, :, heads].permute(2, 0, 1, 3).to(z.dtype)
+        return z
     return hook
 
 

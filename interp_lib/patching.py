@@ -11,9 +11,11 @@
   position ``p``, with the clean keys and values of the earlier positions, all the layers of
   one position in one run. :func:`~interp_lib.reference.mlp_position_patching_loop` is the
   one-forward-per-cell version.
-- :func:`activation_patching`: clean vs corrupted prompt through TransformerLens's own
-  ``patching.get_act_patch_*`` (not rewritten here), returned as a labelled, optionally
-  normalised grid (0 = corrupted, 1 = clean).
+- :func:`activation_patching`: clean vs corrupted prompt, every cell of a kind (residual
+  stream, attention or MLP output per position, head output), as a labelled, optionally
+  normalised grid (0 = corrupted, 1 = clean). Its values are TransformerLens's
+  ``patching.get_act_patch_*`` ones; it computes only what each patch changes, resuming the
+  recorded corrupted run from the patched layer and position.
 - :func:`causal_trace` (ROME, Meng et al. 2022): add Gaussian noise to the subject's
   token embeddings, then restore one (layer, position) activation from the clean run at a time
   and record the probability of the answer. Batched over positions and noise samples.
@@ -49,7 +51,7 @@ from jaxtyping import Int
 from interp_lib import validate
 from interp_lib.data import repeat_period
 from interp_lib.grid import LabelledGrid
-from interp_lib.hooks import SITES, hook_name, only
+from interp_lib.hooks import SITES, copy_heads_hook, hook_name, only
 from interp_lib.inputs import check_layer, to_tokens
 from interp_lib.metrics import Metric, answer_prob_metric, check_metric, loss_metric
 from interp_lib.resume import copies_at, record_run, resume_metric
@@ -202,17 +204,13 @@ def _mlp_sweep_whole(model: Any, tokens: torch.Tensor, metric: Metric, layers: l
 # ---------------------------------------------------------------- clean / corrupted patching
 
 
-def _tl_patchers() -> dict[str, tuple[Callable, Callable[[str], bool], str]]:
+def _tl_patchers() -> dict[str, Callable]:
+    """TransformerLens's patching function for each kind (one whole forward per cell)."""
     from transformer_lens import patching as tl
 
-    return {
-        "resid_pre": (tl.get_act_patch_resid_pre,
-                      lambda n: n.endswith("hook_resid_pre"), "position"),
-        "attn_out": (tl.get_act_patch_attn_out, lambda n: n.endswith("hook_attn_out"), "position"),
-        "mlp_out": (tl.get_act_patch_mlp_out, lambda n: n.endswith("hook_mlp_out"), "position"),
-        "head_out": (tl.get_act_patch_attn_head_out_all_pos,
-                     lambda n: n.endswith("attn.hook_z"), "head"),
-    }
+    return {"resid_pre": tl.get_act_patch_resid_pre, "attn_out": tl.get_act_patch_attn_out,
+            "mlp_out": tl.get_act_patch_mlp_out,
+            "head_out": tl.get_act_patch_attn_head_out_all_pos}
 
 
 #: What :func:`activation_patching` can patch: residual stream, attention and MLP outputs per
@@ -228,18 +226,31 @@ def activation_patching(
     *,
     kind: str = "resid_pre",
     normalise: bool = True,
+    max_rows: int = 64,
 ) -> LabelledGrid:
-    """Patch clean activations into the corrupted run with TransformerLens's
-    ``get_act_patch_*``, one cell at a time, and return the metric as a labelled grid.
+    """Patch each clean activation into the corrupted run, one cell at a time, and return the
+    metric as a labelled grid: ``[layer, position]`` for the residual stream (``resid_pre``)
+    and the attention and MLP outputs, ``[layer, head]`` for each head's output at all
+    positions (``head_out``). The values are TransformerLens's ``patching.get_act_patch_*``
+    ones (``tests/test_patching.py`` compares them, atol 1e-4).
 
     ``kind`` is one of :data:`PATCH_KINDS`. With ``normalise`` the values are
     ``(patched - corrupted) / (clean - corrupted)``: 0 means the patch restored nothing, 1 means
     it restored the clean behaviour. ``grid.baseline`` is the corrupted value and
-    ``grid.reference`` the clean one (unnormalised).
+    ``grid.reference`` the clean one (unnormalised). ``max_rows`` bounds the rows of one
+    forward (copies x batch).
+
+    A patch at layer ``l`` and position ``p`` leaves the corrupted run as it was below layer
+    ``l`` and before position ``p``, so the corrupted run is recorded once and each cell
+    resumed from there (:mod:`interp_lib.resume`): all the layers of one position in one run,
+    each layer's copy joining at its block; a head's patch (every position) resumes at its
+    layer. On an architecture a run cannot be resumed on, TransformerLens's
+    ``get_act_patch_*`` run one whole forward per cell.
     """
     check_model(model)
     validate.choice(kind, "kind", PATCH_KINDS)
     validate.flag(normalise, "normalise")
+    _check_rows(max_rows)
     metric = check_metric(metric)
     clean_tokens = to_tokens(model, clean, name="clean")
     corrupt_tokens = to_tokens(model, corrupted, name="corrupted")
@@ -248,18 +259,27 @@ def activation_patching(
             f"clean {tuple(clean_tokens.shape)} and corrupted {tuple(corrupt_tokens.shape)} token "
             "batches must have the same shape; patching copies activations position by position"
         )
-    patcher, names_filter, columns = _tl_patchers()[kind]
+    site = "z" if kind == "head_out" else kind
+    names = [hook_name(site, layer) for layer in range(model.cfg.n_layers)]
     model.eval()  # TransformerLens refuses to patch a model in training mode
     with torch.no_grad():
-        clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=names_filter)
+        clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=only(*names))
         clean_value = metric(clean_logits, clean_tokens).float().mean().item()
-        corrupt_value = metric(model(corrupt_tokens), corrupt_tokens).float().mean().item()
         del clean_logits
+        run = record_run(model, corrupt_tokens)
+        corrupt_value = metric(run.logits, corrupt_tokens).float().mean().item()
+        if run.resumable and kind == "head_out":
+            values = _patch_heads_resumed(model, run, cache, metric, names, max_rows)
+        elif run.resumable:
+            values = _patch_positions_resumed(model, run, cache, metric, names, max_rows)
+        else:
+            del run
+            patcher = _tl_patchers()[kind]
 
-        def scalar(logits: torch.Tensor) -> torch.Tensor:
-            return metric(logits, corrupt_tokens).float().mean()
+            def scalar(logits: torch.Tensor) -> torch.Tensor:
+                return metric(logits, corrupt_tokens).float().mean()
 
-        values = patcher(model, corrupt_tokens, cache, scalar).float().cpu()
+            values = patcher(model, corrupt_tokens, cache, scalar).float().cpu()
     if normalise:
         span = clean_value - corrupt_value
         if abs(span) < 1e-8:
@@ -270,10 +290,51 @@ def activation_patching(
         values = (values - corrupt_value) / span
     what = (f"{kind} patching: " + ("recovered fraction of " if normalise else "")
             + getattr(metric, "__name__", "metric"))
-    if columns == "position":
+    if kind != "head_out":
         return LabelledGrid.layer_position(values, model.to_str_tokens(clean_tokens[0]), what,
                                            corrupt_value, clean_value)
     return LabelledGrid.layer_head(values, what, corrupt_value, clean_value)
+
+
+def _patch_positions_resumed(model: Any, run: Any, cache: Any, metric: Metric, names: list[str],
+                             max_rows: int) -> torch.Tensor:
+    """``[layer, pos]``: the metric with the clean activation ``names[l]`` at position ``p``,
+    one resumed run per position (and per ``max_rows``), layer ``l``'s copy joining at ``l``."""
+    batch, n_pos, n_layers = run.batch, run.n_pos, len(names)
+    per_run = max(1, max_rows // batch)
+    values = torch.empty(n_layers, n_pos)
+    for p in range(n_pos):
+        for first in range(0, n_layers, per_run):
+            starts = list(range(first, min(n_layers, first + per_run)))
+            hooks = [(names[layer], _patch_first_position(cache[names[layer]][:, p],
+                                                          [layer - first], layer - first + 1,
+                                                          batch))
+                     for layer in starts]
+            effect = resume_metric(model, run, metric, starts, position=p, fwd_hooks=hooks)
+            values[first: first + len(starts), p] = effect.mean(1).cpu()
+    return values
+
+
+def _patch_heads_resumed(model: Any, run: Any, cache: Any, metric: Metric, names: list[str],
+                         max_rows: int) -> torch.Tensor:
+    """``[layer, head]``: the metric with head ``h``'s clean output at every position, the copy
+    for a head of layer ``l`` joining the resumed run at block ``l``."""
+    n_heads = model.cfg.n_heads
+    jobs = [(layer, head) for layer in range(len(names)) for head in range(n_heads)]
+    per_run = max(1, max_rows // run.batch)
+    values = torch.empty(len(jobs))
+    for first in range(0, len(jobs), per_run):
+        chunk = jobs[first: first + per_run]
+        starts = [layer for layer, _ in chunk]
+        hooks = []
+        for layer in sorted(set(starts)):
+            copies = [c for c, s in enumerate(starts) if s == layer]
+            heads = [chunk[c][1] for c in copies]
+            hooks.append((names[layer], copy_heads_hook(copies, heads, copies_at(starts, layer),
+                                                        cache[names[layer]])))
+        effect = resume_metric(model, run, metric, starts, fwd_hooks=hooks)
+        values[first: first + len(chunk)] = effect.mean(1).cpu()
+    return values.view(len(names), n_heads)
 
 
 # ---------------------------------------------------------------- causal tracing
@@ -396,7 +457,6 @@ def causal_trace(
     layers = _layers(model, layers)
     subj = subject_positions(model, prompt, subject)
     tokens = to_tokens(model, prompt)
-    n_pos = tokens.shape[1]
     template = TRACE_SITES[site]
     names = {template.format(la) for la in layers}
     clean_logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
@@ -420,8 +480,53 @@ def causal_trace(
 
     with model.hooks(fwd_hooks=[("hook_embed", corrupt(1))]):
         rows = tokens.repeat(samples, 1)
-        corrupted_prob = prob(model(rows), rows).mean().item()
+        run = record_run(model, rows)
+    corrupted_prob = prob(run.logits, rows).mean().item()
+    if run.resumable:
+        values = _trace_resumed(model, run, cache, template, layers, prob, max_rows)
+    else:
+        del run
+        values = _trace_whole(model, tokens, cache, template, layers, prob, corrupt, samples,
+                              max_rows)
+    labels = model.to_str_tokens(tokens[0])
+    col_labels = [f"{p}: {tok}{' *' if p in subj else ''}" for p, tok in enumerate(labels)]
+    answer_text = model.tokenizer.decode([answer_id])
+    grid = LabelledGrid(values, [str(la) for la in layers], col_labels, row_title="layer",
+                        col_title="position", what=f"p({answer_text!r}) with {site} restored",
+                        baseline=corrupted_prob, reference=clean_prob)
+    return CausalTrace(grid, answer_text, subj, site)
 
+
+def _trace_resumed(model: Any, run: Any, cache: Any, template: str, layers: list[int],
+                   prob: Metric, max_rows: int) -> torch.Tensor:
+    """``[layer, pos]``: restoring a (layer, position) leaves the corrupted run as it was
+    below that layer and before that position, so the recorded corrupted run (one row per
+    noise sample) is resumed there, the copies for every layer of one position in one run."""
+    samples, n_pos = run.batch, run.n_pos
+    order = sorted(range(len(layers)), key=lambda row: layers[row])
+    per_run = max(1, max_rows // samples)
+    values = torch.empty(len(layers), n_pos)
+    for p in range(n_pos):
+        for first in range(0, len(order), per_run):
+            rows = order[first: first + per_run]
+            starts = [layers[row] for row in rows]
+            hooks = []
+            for layer in sorted(set(starts)):
+                joined = [c for c, s in enumerate(starts) if s == layer]
+                source = cache[template.format(layer)][0, p].expand(samples, -1)
+                hooks.append((template.format(layer), _patch_first_position(
+                    source, joined, copies_at(starts, layer), samples)))
+            effect = resume_metric(model, run, prob, starts, position=p, fwd_hooks=hooks)
+            values[rows, p] = effect.mean(1).cpu()
+    return values
+
+
+def _trace_whole(model: Any, tokens: torch.Tensor, cache: Any, template: str,
+                 layers: list[int], prob: Metric, corrupt: Callable[[int], Callable],
+                 samples: int, max_rows: int) -> torch.Tensor:
+    """The same with whole forwards (for architectures a run cannot be resumed on): the noisy
+    batch stacked once per position, each copy restored at its own position."""
+    n_pos = tokens.shape[1]
     values = torch.empty(len(layers), n_pos)
     per_forward = max(1, max_rows // samples)
     for row, layer in enumerate(layers):
@@ -441,10 +546,4 @@ def causal_trace(
             with model.hooks(fwd_hooks=hooks):
                 p = prob(model(stacked), stacked).float().view(copies, samples).mean(1)
             values[row, start: start + copies] = p.cpu()
-    labels = model.to_str_tokens(tokens[0])
-    col_labels = [f"{p}: {tok}{' *' if p in subj else ''}" for p, tok in enumerate(labels)]
-    answer_text = model.tokenizer.decode([answer_id])
-    grid = LabelledGrid(values, [str(la) for la in layers], col_labels, row_title="layer",
-                        col_title="position", what=f"p({answer_text!r}) with {site} restored",
-                        baseline=corrupted_prob, reference=clean_prob)
-    return CausalTrace(grid, answer_text, subj, site)
+    return values

@@ -12,6 +12,8 @@ reference                              library sweep
 :func:`head_scores_loop`               :func:`interp_lib.heads.head_scores`
 :func:`head_ablation_loop`             :func:`interp_lib.ablation.head_ablation`
 :func:`mlp_position_patching_loop`     :func:`interp_lib.patching.mlp_position_patching`
+:func:`activation_patching_tl`         :func:`interp_lib.patching.activation_patching`
+:func:`fit_latent_vector_decoding`     :func:`interp_lib.steering.fit_latent_vector`
 :func:`composition_scores_loop`        :func:`interp_lib.circuits.composition_scores`
 :func:`lens_dataset_naive`             :func:`interp_lib.logit_lens.lens_dataset`
 :func:`mlp_weight_gradients_autograd`  :func:`interp_lib.vocab_space.backward_lens`
@@ -50,12 +52,14 @@ from interp_lib.patching import mlp_grid, mlp_setup
 from interp_lib.validate import check_model, choice
 
 __all__ = [
+    "activation_patching_tl",
     "attribution_patching_loop",
     "collect_activations_loop",
     "agreement_scores_loop",
     "causal_number_probe_loop",
     "composition_scores_loop",
     "features_vs_neurons_loop",
+    "fit_latent_vector_decoding",
     "head_ablation_loop",
     "head_scores_loop",
     "key_covariance_naive",
@@ -178,6 +182,73 @@ def mlp_position_patching_loop(
             with model.hooks(fwd_hooks=[(name, hook)]):
                 values[row, col] = metric(model(tokens), tokens).float().mean().item() - clean
     return mlp_grid(values, layers, n, metric, clean)
+
+
+@torch.no_grad()
+def activation_patching_tl(
+    model: Any,
+    clean: Int[torch.Tensor, "batch pos"],
+    corrupted: Int[torch.Tensor, "batch pos"],
+    metric: Metric,
+    *,
+    kind: str = "resid_pre",
+) -> torch.Tensor:
+    """:func:`~interp_lib.patching.activation_patching` unnormalised, by TransformerLens's own
+    ``patching.get_act_patch_*``: one whole corrupted forward per cell. ``[layer, pos]`` or,
+    for ``head_out``, ``[layer, head]``."""
+    from transformer_lens import patching as tl
+
+    patchers = {"resid_pre": (tl.get_act_patch_resid_pre, "hook_resid_pre"),
+                "attn_out": (tl.get_act_patch_attn_out, "hook_attn_out"),
+                "mlp_out": (tl.get_act_patch_mlp_out, "hook_mlp_out"),
+                "head_out": (tl.get_act_patch_attn_head_out_all_pos, "attn.hook_z")}
+    check_model(model)
+    choice(kind, "kind", tuple(patchers))
+    metric = check_metric(metric)
+    clean, corrupted = to_tokens(model, clean, name="clean"), to_tokens(model, corrupted,
+                                                                         name="corrupted")
+    patcher, suffix = patchers[kind]
+    model.eval()
+    _, cache = model.run_with_cache(clean, names_filter=lambda n: n.endswith(suffix))
+    return patcher(model, corrupted, cache,
+                   lambda logits: metric(logits, corrupted).float().mean()).float().cpu()
+
+
+def fit_latent_vector_decoding(model: Any, target: str, *, layer: int, steps: int = 300,
+                               lr: float = 0.1, check_every: int = 10, seed: int = 0
+                               ) -> tuple[torch.Tensor, int | None]:
+    """:func:`~interp_lib.steering.fit_latent_vector` (``positions="all"``) that decodes
+    greedily after every ``check_every``-th step, token by token with whole forwards: the
+    vector and the step it first reproduced ``target`` (``None`` if never)."""
+    check_model(model)
+    layer = check_layer(layer, model.cfg)
+    name = hook_name("resid_pre", layer)
+    ids = model.to_tokens(target, prepend_bos=False)[0]
+    bos = torch.tensor([[model.tokenizer.bos_token_id]], device=model.cfg.device)
+    tokens = torch.cat([bos, ids[None].to(bos.device)], dim=1)
+    gen = torch.Generator().manual_seed(seed)
+    vector = (torch.randn(model.cfg.d_model, generator=gen) * 1e-3).to(model.cfg.device)
+    vector.requires_grad_(True)
+    optimizer = torch.optim.Adam([vector], lr=lr)
+
+    def add(resid, hook=None):
+        return resid + vector.to(resid.dtype)
+
+    for step in range(1, steps + 1):
+        with torch.enable_grad(), model.hooks(fwd_hooks=[(name, add)]):
+            logits = model(tokens)[0, :-1]
+            loss = torch.nn.functional.cross_entropy(logits.float(), tokens[0, 1:])
+            (vector.grad,) = torch.autograd.grad(loss, [vector])
+        optimizer.step()
+        if step % check_every == 0 or step == steps:
+            decoded = bos
+            with torch.no_grad(), model.hooks(fwd_hooks=[(name, add)]):
+                for _ in range(len(ids)):
+                    nxt = model(decoded)[:, -1].argmax(-1, keepdim=True)
+                    decoded = torch.cat([decoded, nxt], dim=1)
+            if decoded[0, 1:].tolist() == ids.tolist():
+                return vector.detach(), step
+    return vector.detach(), None
 
 
 @torch.no_grad()

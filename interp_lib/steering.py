@@ -121,6 +121,17 @@ def _bos(model: Any) -> torch.Tensor:
     return torch.tensor([[model.tokenizer.bos_token_id]], device=model.cfg.device)
 
 
+def _reproduces(model: Any, logits: torch.Tensor, target_ids: torch.Tensor, layer: int,
+                vector: torch.Tensor, positions: str) -> bool:
+    """Whether greedy decoding from BOS with ``vector`` gives exactly ``target_ids``: first the
+    teacher-forced argmax (free: ``logits`` are the step's own), then the decoding itself."""
+    if not bool((logits.argmax(-1) == target_ids).all()):
+        return False
+    hooks = _latent_hook(layer, vector.detach(), positions)
+    decoded, _ = generate_with_log_probs(model, _bos(model), len(target_ids), hooks=hooks)
+    return decoded[0, 1:].tolist() == target_ids.tolist()
+
+
 def fit_latent_vector(
     model: Any,
     target: str,
@@ -138,8 +149,11 @@ def fit_latent_vector(
     at ``layer`` (default ``n_layers // 2 - 1``, just before the middle; at least 1) at
     ``positions`` (``"all"``, or ``"first"``: BOS only, which recovers fewer sentences); Adam
     minimises the teacher-forced loss of the target's tokens. Every ``check_every`` steps the
-    model decodes greedily; optimisation stops at the first exact reproduction (``steps``
-    records when)."""
+    vector is checked, and optimisation stops at the first exact reproduction of the target by
+    greedy decoding (``steps`` records when). Greedy decoding reproduces the target exactly
+    when the teacher-forced argmax is the target's next token at every position; the next
+    step's forward computes those logits anyway, so a check costs nothing unless it passes,
+    and then the greedy decoding itself confirms it."""
     check_model(model)
     cfg = model.cfg
     layer = max(1, cfg.n_layers // 2 - 1) if layer is None else check_layer(layer, cfg)
@@ -160,22 +174,22 @@ def fit_latent_vector(
     optimizer = torch.optim.Adam([vector], lr=lr)
     losses: list[float] = []
     found: int | None = None
-    for step in range(1, steps + 1):
+    target_ids = tokens[0, 1:]
+    for step in range(steps + 1):  # the forward of step s also checks the vector of step s - 1
         with torch.enable_grad(), model.hooks(fwd_hooks=_latent_hook(layer, vector, positions)):
             logits = model(tokens, return_type="logits")[0, :-1]
-            loss = torch.nn.functional.cross_entropy(logits.float(), tokens[0, 1:])
-            # the gradient of the vector only: the model's weights get none (nothing is
-            # accumulated in their .grad, and no time is spent on it)
-            (vector.grad,) = torch.autograd.grad(loss, [vector])
+            loss = torch.nn.functional.cross_entropy(logits.float(), target_ids)
+        if ((step > 0 and step % check_every == 0) or step == steps) and _reproduces(
+                model, logits.detach(), target_ids, layer, vector, positions):
+            found = step
+            break
+        if step == steps:
+            break
+        # the gradient of the vector only: the model's weights get none (nothing is
+        # accumulated in their .grad, and no time is spent on it)
+        (vector.grad,) = torch.autograd.grad(loss, [vector])
         optimizer.step()
         losses.append(loss.item())
-        if step % check_every == 0 or step == steps:
-            hooks = _latent_hook(layer, vector.detach(), positions)
-            decoded, _ = generate_with_log_probs(model, _bos(model), len(ids), hooks=hooks)
-            decoded = decoded[0, 1:].tolist()
-            if decoded == ids:
-                found = step
-                break
     return LatentVector(vector.detach(), layer, positions, target, ids, found, losses)
 
 

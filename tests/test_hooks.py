@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from interp_lib.hooks import (
     ablated_heads,
     attached_hooks,
+    copy_heads_hook,
     hook_name,
     masked_heads,
     zero_ablation,
@@ -84,6 +85,20 @@ def test_mean_values_replace_the_head(tiny_model):
             (name, lambda z, hook: seen.setdefault("z", z.clone()))])
     assert torch.all(seen["z"][..., 3, :] == 7.0)
     torch.testing.assert_close(seen["z"][..., :3, :], cache[name][..., :3, :])
+
+
+def test_copy_heads_hook_edits_one_head_per_listed_copy():
+    z = torch.randn(3 * 2, 5, 4, 8)  # 3 copies of a batch of 2
+    values = torch.randn(2, 5, 4, 8)
+    out = copy_heads_hook([0, 2, 2], [1, 0, 3], 3, values)(z).view(3, 2, 5, 4, 8)
+    expected = z.clone().view(3, 2, 5, 4, 8)
+    expected[0, :, :, 1], expected[2, :, :, 0], expected[2, :, :, 3] = (
+        values[:, :, 1], values[:, :, 0], values[:, :, 3])
+    torch.testing.assert_close(out, expected, atol=0, rtol=0)
+    zeroed = copy_heads_hook([1], [2], 3)(z).view(3, 2, 5, 4, 8)
+    assert torch.all(zeroed[1, :, :, 2] == 0) and torch.equal(zeroed[0], z.view(3, 2, 5, 4, 8)[0])
+    with pytest.raises(ValueError, match="one head per listed copy"):
+        copy_heads_hook([0, 1], [2], 3)
 
 
 def test_bad_masks_and_names_are_refused(tiny_model):

@@ -10,12 +10,13 @@ from interp_lib.data import repeated_tokens
 from interp_lib.metrics import answer_prob_metric, logit_diff_metric
 from interp_lib.patching import (
     PATCH_KINDS,
+    TRACE_SITES,
     activation_patching,
     causal_trace,
     mlp_position_patching,
     subject_positions,
 )
-from interp_lib.reference import mlp_position_patching_loop
+from interp_lib.reference import activation_patching_tl, mlp_position_patching_loop
 
 PROMPT = "Mary gave the book to John because he asked"
 SUBJECT = "Mary gave"
@@ -75,6 +76,63 @@ def test_mlp_sweep_on_a_subset_of_layers_matches_the_full_grid(tiny_model):
     full = mlp_position_patching(tiny_model, tokens)
     last = mlp_position_patching(tiny_model, tokens, layers=[-1])
     torch.testing.assert_close(last.values[0], full.values[-1], atol=1e-6, rtol=0)
+
+
+def _clean_corrupted(model, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    clean = torch.randint(1, model.cfg.d_vocab, (2, 7), generator=gen)
+    corrupted = clean.clone()
+    corrupted[:, 2:4] = torch.randint(1, model.cfg.d_vocab, (2, 2), generator=gen)
+    return clean, corrupted
+
+
+@pytest.mark.parametrize("save", ["gpt2", "neox"])
+@pytest.mark.parametrize("kind", PATCH_KINDS)
+def test_resumed_activation_patching_equals_transformer_lens(save, kind, tmp_path):
+    """Every kind, on three layers (copies join in the middle), with one copy per run
+    (max_rows = batch) and several: the values of TransformerLens's get_act_patch_*."""
+    from interp_lib import load_model
+    from interp_lib.tiny_models import save_tiny_gpt2, save_tiny_neox
+
+    writer = save_tiny_gpt2 if save == "gpt2" else save_tiny_neox
+    model = load_model(str(writer(tmp_path, n_layers=3)), device="cpu")
+    clean, corrupted = _clean_corrupted(model)
+    metric = logit_diff_metric(5, 9)
+    expected = activation_patching_tl(model, clean, corrupted, metric, kind=kind)
+    for max_rows in (2, 5, 64):
+        grid = activation_patching(model, clean, corrupted, metric, kind=kind, normalise=False,
+                                   max_rows=max_rows)
+        torch.testing.assert_close(grid.values, expected, atol=1e-4, rtol=0)
+    assert (expected - expected.flatten()[0]).abs().max() > 1e-3  # the cells differ
+
+
+def test_activation_patching_falls_back_to_transformer_lens_where_runs_cannot_be_resumed(
+        tiny_neox, monkeypatch):
+    import interp_lib.patching as patching
+    from interp_lib.resume import record_run
+
+    def unresumable(*args, **kwargs):
+        run = record_run(*args, **kwargs)
+        run.resumable, run.reason = False, "planted"
+        return run
+
+    calls = []
+    original = patching._tl_patchers
+
+    def counted():
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(patching, "record_run", unresumable)
+    monkeypatch.setattr(patching, "_tl_patchers", counted)
+    clean, corrupted = _clean_corrupted(tiny_neox, seed=2)
+    metric = logit_diff_metric(3, 4)
+    for kind in ("resid_pre", "head_out"):
+        grid = activation_patching(tiny_neox, clean, corrupted, metric, kind=kind,
+                                   normalise=False)
+        expected = activation_patching_tl(tiny_neox, clean, corrupted, metric, kind=kind)
+        torch.testing.assert_close(grid.values, expected, atol=1e-5, rtol=0)
+    assert len(calls) == 2
 
 
 def test_patching_an_mlp_cell_with_its_own_activation_changes_nothing(tiny_model):
@@ -152,6 +210,36 @@ def test_causal_trace_identities(model):
     assert trace.figure().data[0].z.shape == (n_pos, model.cfg.n_layers)
 
 
+@pytest.mark.parametrize("save", ["gpt2", "neox"])
+def test_resumed_causal_trace_equals_whole_forwards(save, tmp_path, monkeypatch):
+    """Every site, three layers, layers out of order and repeated, uneven chunks: the resumed
+    trace equals the one that runs a whole noisy forward per cell."""
+    import interp_lib.patching as patching
+    from interp_lib import load_model
+    from interp_lib.resume import record_run
+    from interp_lib.tiny_models import save_tiny_gpt2, save_tiny_neox
+
+    writer = save_tiny_gpt2 if save == "gpt2" else save_tiny_neox
+    model = load_model(str(writer(tmp_path, n_layers=3)), device="cpu")
+    layers = [2, 0, 1, 2]
+    resumed = {site: causal_trace(model, PROMPT, SUBJECT, site=site, samples=3, layers=layers,
+                                  max_rows=7) for site in TRACE_SITES}
+
+    def unresumable(*args, **kwargs):
+        run = record_run(*args, **kwargs)
+        run.resumable, run.reason = False, "planted"
+        return run
+
+    monkeypatch.setattr(patching, "record_run", unresumable)
+    for site, trace in resumed.items():
+        whole = causal_trace(model, PROMPT, SUBJECT, site=site, samples=3, layers=layers,
+                             max_rows=7)
+        assert whole.corrupted_prob == pytest.approx(trace.corrupted_prob, rel=1e-5)
+        torch.testing.assert_close(trace.grid.values, whole.grid.values, atol=1e-6, rtol=1e-4)
+        assert trace.grid.row_labels == ["2", "0", "1", "2"]
+    assert (whole.grid.values.max() - whole.grid.values.min()) > 1e-6
+
+
 def test_causal_trace_cells_equal_single_runs(tiny_model):
     """A few cells recomputed one by one with plain hooks and the same noise draws."""
     samples, seed = 3, 7
@@ -199,6 +287,8 @@ def test_causal_trace_cells_equal_single_runs(tiny_model):
      ValueError, "kind must be one of"),
     (lambda m: activation_patching(m, PROMPT, PROMPT, logit_diff_metric(1, 2)), ValueError,
      "undefined"),
+    (lambda m: activation_patching(m, PROMPT, PROMPT, logit_diff_metric(1, 2), max_rows=0),
+     ValueError, "max_rows"),
     (lambda m: mlp_position_patching(m, m.to_tokens(PROMPT)), ValueError, "repeated_tokens"),
     (lambda m: mlp_position_patching(m, repeated_tokens(m, n=3, batch=1), max_rows=0),
      ValueError, "max_rows"),

@@ -50,6 +50,29 @@ def test_latent_vector_recovers_a_short_sentence_exactly(course):
     assert _no_hooks_left(course)
 
 
+@pytest.mark.parametrize("check_every", [7])
+def test_latent_fit_stops_where_decoding_after_every_check_would(course, check_every):
+    """The teacher-forced check equals greedy decoding: same stopping step, same vector."""
+    from interp_lib.reference import fit_latent_vector_decoding
+
+    target = "The sea was calm."
+    fit = fit_latent_vector(course, target, layer=1, steps=120, check_every=check_every)
+    vector, step = fit_latent_vector_decoding(course, target, layer=1, steps=120,
+                                              check_every=check_every)
+    assert fit.recovered and fit.steps == step
+    torch.testing.assert_close(fit.vector, vector, atol=1e-5, rtol=0)
+
+
+def test_latent_fit_that_never_recovers_runs_every_step_like_the_reference(tiny_model):
+    from interp_lib.reference import fit_latent_vector_decoding
+
+    fit = fit_latent_vector(tiny_model, "The cat sat", layer=1, steps=12, check_every=5)
+    vector, step = fit_latent_vector_decoding(tiny_model, "The cat sat", layer=1, steps=12,
+                                              check_every=5)
+    assert not fit.recovered and step is None and len(fit.losses) == 12
+    torch.testing.assert_close(fit.vector, vector, atol=1e-6, rtol=0)
+
+
 def test_generation_is_deterministic_and_leaves_no_hooks(tiny_model):
     vector = torch.randn(tiny_model.cfg.d_model, generator=torch.Generator().manual_seed(0))
     hooks = steering_hooks(tiny_model, 1, vector, 8.0)

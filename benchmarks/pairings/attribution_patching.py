@@ -8,9 +8,12 @@ the logit of r_{k+1} minus that of s_{k+1} at the last position).
   ``attribution_patching_loop`` (one clean forward, one corrupted forward and one backward per
   kind and layer, the dot products cell by cell). The difference is the largest cell
   difference relative to the largest cell.
-- ``atp_vs_exact_patching``: the same estimate vs exact activation patching of every cell
-  (TransformerLens's ``get_act_patch_*``, one forward per cell, through
-  ``patching.activation_patching``): the time AtP saves. The "difference" is 1 - Pearson
+- ``activation_patching``: exact patching of every cell of the four kinds, each patched run
+  resumed from the recorded corrupted run at its layer and position
+  (``patching.activation_patching``), vs TransformerLens's own ``get_act_patch_*`` (one whole
+  forward per cell, ``reference.activation_patching_tl``).
+- ``atp_vs_exact_patching``: AtP's estimate vs that exact patching
+  (``patching.activation_patching``): the time AtP saves. The "difference" is 1 - Pearson
   correlation of the normalised cells of all four kinds, so how well the first-order estimate
   ranks the cells, not a rounding error; the tolerance only asks that they correlate.
 """
@@ -36,7 +39,7 @@ def pairings(model, quick, Pairing, max_abs):
 
     from interp_lib.attribution_patching import attribution_patching
     from interp_lib.patching import PATCH_KINDS, activation_patching
-    from interp_lib.reference import attribution_patching_loop
+    from interp_lib.reference import activation_patching_tl, attribution_patching_loop
 
     cfg = model.cfg
     n, k, batch = (6, 3, 2) if quick else (12, 6, 3)
@@ -56,6 +59,17 @@ def pairings(model, quick, Pairing, max_abs):
         return {kind: activation_patching(model, clean, corrupted, metric, kind=kind)
                 for kind in kinds}
 
+    def exact_raw():
+        return {kind: activation_patching(model, clean, corrupted, metric, kind=kind,
+                                          normalise=False).values for kind in kinds}
+
+    def exact_tl():
+        return {kind: activation_patching_tl(model, clean, corrupted, metric, kind=kind)
+                for kind in kinds}
+
+    def max_cell_difference(ours, theirs):
+        return max(max_abs(ours[kind], theirs[kind]) for kind in kinds)
+
     def one_minus_correlation(ours, exact):
         a = torch.cat([ours.grid(kind).values.flatten() for kind in kinds]).double()
         b = torch.cat([exact[kind].values.flatten() for kind in kinds]).double()
@@ -74,8 +88,11 @@ def pairings(model, quick, Pairing, max_abs):
                 sizes, atp, lambda: attribution_patching_loop(model, clean, corrupted, metric,
                                                               kinds),
                 relative, 1e-4, "max rel diff", grad=True),
+        Pairing("activation_patching", "activation_patching (4 kinds, resumed runs)",
+                f"TransformerLens get_act_patch_* (1 forward per cell: {cells})", sizes,
+                exact_raw, exact_tl, max_cell_difference, 1e-4),
         Pairing("atp_vs_exact_patching", "attribution_patching (2 forwards + 1 backward)",
-                f"activation_patching, exact (1 forward per cell: {cells})", sizes,
+                f"activation_patching, exact (resumed, {cells} cells)", sizes,
                 atp_normalised, exact_all, one_minus_correlation, 0.9, "1 - correlation",
                 grad=True),
     ]
