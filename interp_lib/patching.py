@@ -41,7 +41,7 @@ back to whole forwards on stacked batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,27 +135,15 @@ def mlp_position_patching(
     tokens, n, metric = mlp_setup(model, tokens, metric)
     _check_rows(max_rows)
     layers = _layers(model, layers)
-    batch = tokens.shape[0]
     names = [hook_name("mlp_out", la) for la in layers]
     run = record_run(model, tokens, names_filter=only(*names))
     clean = metric(run.logits, tokens).float().mean().item()
     if not run.resumable:
         return _mlp_sweep_whole(model, tokens, metric, layers, run.cache, clean, n, max_rows)
-    order = sorted(range(len(layers)), key=lambda row: layers[row])
-    per_run = max(1, max_rows // batch)
-    values = torch.empty(len(layers), n)
-    for p in range(n + 1, 2 * n + 1):
-        for first in range(0, len(order), per_run):
-            rows = order[first: first + per_run]
-            starts = [layers[row] for row in rows]
-            hooks = []
-            for layer in sorted(set(starts)):
-                joined = [c for c, s in enumerate(starts) if s == layer]
-                hooks.append((hook_name("mlp_out", layer), _patch_first_position(
-                    run.cache[hook_name("mlp_out", layer)][:, p - n], joined,
-                    copies_at(starts, layer), batch)))
-            effect = resume_metric(model, run, metric, starts, position=p, fwd_hooks=hooks)
-            values[rows, p - n - 1] = effect.mean(1).cpu() - clean
+    values = _position_sweep(model, run, metric, layers, range(n + 1, 2 * n + 1),
+                             lambda layer, p: run.cache[hook_name("mlp_out", layer)][:, p - n],
+                             lambda layer: hook_name("mlp_out", layer), max_rows)
+    values -= clean
     return mlp_grid(values, layers, n, metric, clean)
 
 
@@ -172,6 +160,30 @@ def _patch_first_position(source: torch.Tensor, copies: list[int], active: int, 
         return out
 
     return hook
+
+
+def _position_sweep(model: Any, run: Any, metric: Metric, layers: list[int],
+                    positions: Sequence[int], source: Callable[[int, int], torch.Tensor],
+                    name: Callable[[int], str], max_rows: int) -> torch.Tensor:
+    """``[len(layers), len(positions)]``: the mean ``metric`` of ``run`` resumed with the
+    activation ``name(layer)`` at position ``p`` replaced by ``source(layer, p)`` (``[batch,
+    d]``). One resumed run per position (and per ``max_rows`` rows), every layer's copy joining
+    at its own block."""
+    order = sorted(range(len(layers)), key=lambda row: layers[row])
+    per_run = max(1, max_rows // run.batch)
+    values = torch.empty(len(layers), len(positions))
+    for col, p in enumerate(positions):
+        for first in range(0, len(order), per_run):
+            rows = order[first: first + per_run]
+            starts = [layers[row] for row in rows]
+            hooks = []
+            for layer in sorted(set(starts)):
+                joined = [c for c, s in enumerate(starts) if s == layer]
+                hooks.append((name(layer), _patch_first_position(
+                    source(layer, p), joined, copies_at(starts, layer), run.batch)))
+            effect = resume_metric(model, run, metric, starts, position=p, fwd_hooks=hooks)
+            values[rows, col] = effect.mean(1).cpu()
+    return values
 
 
 def _mlp_sweep_whole(model: Any, tokens: torch.Tensor, metric: Metric, layers: list[int],
@@ -271,7 +283,10 @@ def activation_patching(
         if run.resumable and kind == "head_out":
             values = _patch_heads_resumed(model, run, cache, metric, names, max_rows)
         elif run.resumable:
-            values = _patch_positions_resumed(model, run, cache, metric, names, max_rows)
+            layers = list(range(model.cfg.n_layers))
+            values = _position_sweep(model, run, metric, layers, range(run.n_pos),
+                                     lambda layer, p: cache[names[layer]][:, p],
+                                     names.__getitem__, max_rows)
         else:
             del run
             patcher = _tl_patchers()[kind]
@@ -294,25 +309,6 @@ def activation_patching(
         return LabelledGrid.layer_position(values, model.to_str_tokens(clean_tokens[0]), what,
                                            corrupt_value, clean_value)
     return LabelledGrid.layer_head(values, what, corrupt_value, clean_value)
-
-
-def _patch_positions_resumed(model: Any, run: Any, cache: Any, metric: Metric, names: list[str],
-                             max_rows: int) -> torch.Tensor:
-    """``[layer, pos]``: the metric with the clean activation ``names[l]`` at position ``p``,
-    one resumed run per position (and per ``max_rows``), layer ``l``'s copy joining at ``l``."""
-    batch, n_pos, n_layers = run.batch, run.n_pos, len(names)
-    per_run = max(1, max_rows // batch)
-    values = torch.empty(n_layers, n_pos)
-    for p in range(n_pos):
-        for first in range(0, n_layers, per_run):
-            starts = list(range(first, min(n_layers, first + per_run)))
-            hooks = [(names[layer], _patch_first_position(cache[names[layer]][:, p],
-                                                          [layer - first], layer - first + 1,
-                                                          batch))
-                     for layer in starts]
-            effect = resume_metric(model, run, metric, starts, position=p, fwd_hooks=hooks)
-            values[first: first + len(starts), p] = effect.mean(1).cpu()
-    return values
 
 
 def _patch_heads_resumed(model: Any, run: Any, cache: Any, metric: Metric, names: list[str],
@@ -483,7 +479,10 @@ def causal_trace(
         run = record_run(model, rows)
     corrupted_prob = prob(run.logits, rows).mean().item()
     if run.resumable:
-        values = _trace_resumed(model, run, cache, template, layers, prob, max_rows)
+        values = _position_sweep(
+            model, run, prob, layers, range(run.n_pos),
+            lambda layer, p: cache[template.format(layer)][0, p].expand(run.batch, -1),
+            template.format, max_rows)
     else:
         del run
         values = _trace_whole(model, tokens, cache, template, layers, prob, corrupt, samples,
@@ -495,30 +494,6 @@ def causal_trace(
                         col_title="position", what=f"p({answer_text!r}) with {site} restored",
                         baseline=corrupted_prob, reference=clean_prob)
     return CausalTrace(grid, answer_text, subj, site)
-
-
-def _trace_resumed(model: Any, run: Any, cache: Any, template: str, layers: list[int],
-                   prob: Metric, max_rows: int) -> torch.Tensor:
-    """``[layer, pos]``: restoring a (layer, position) leaves the corrupted run as it was
-    below that layer and before that position, so the recorded corrupted run (one row per
-    noise sample) is resumed there, the copies for every layer of one position in one run."""
-    samples, n_pos = run.batch, run.n_pos
-    order = sorted(range(len(layers)), key=lambda row: layers[row])
-    per_run = max(1, max_rows // samples)
-    values = torch.empty(len(layers), n_pos)
-    for p in range(n_pos):
-        for first in range(0, len(order), per_run):
-            rows = order[first: first + per_run]
-            starts = [layers[row] for row in rows]
-            hooks = []
-            for layer in sorted(set(starts)):
-                joined = [c for c, s in enumerate(starts) if s == layer]
-                source = cache[template.format(layer)][0, p].expand(samples, -1)
-                hooks.append((template.format(layer), _patch_first_position(
-                    source, joined, copies_at(starts, layer), samples)))
-            effect = resume_metric(model, run, prob, starts, position=p, fwd_hooks=hooks)
-            values[rows, p] = effect.mean(1).cpu()
-    return values
 
 
 def _trace_whole(model: Any, tokens: torch.Tensor, cache: Any, template: str,
