@@ -280,6 +280,11 @@ def activation_patching(
         del clean_logits
         run = record_run(model, corrupt_tokens)
         corrupt_value = metric(run.logits, corrupt_tokens).float().mean().item()
+        if normalise and abs(clean_value - corrupt_value) < 1e-8:  # before any patched run
+            raise ValueError(
+                "the metric is the same on the clean and the corrupted input, so the normalised "
+                "effect is undefined; choose prompts that differ in the metric, or normalise=False"
+            )
         if run.resumable and kind == "head_out":
             values = _patch_heads_resumed(model, run, cache, metric, names, max_rows)
         elif run.resumable:
@@ -296,13 +301,7 @@ def activation_patching(
 
             values = patcher(model, corrupt_tokens, cache, scalar).float().cpu()
     if normalise:
-        span = clean_value - corrupt_value
-        if abs(span) < 1e-8:
-            raise ValueError(
-                "the metric is the same on the clean and the corrupted input, so the normalised "
-                "effect is undefined; choose prompts that differ in the metric, or normalise=False"
-            )
-        values = (values - corrupt_value) / span
+        values = (values - corrupt_value) / (clean_value - corrupt_value)
     what = (f"{kind} patching: " + ("recovered fraction of " if normalise else "")
             + getattr(metric, "__name__", "metric"))
     if kind != "head_out":
